@@ -1,0 +1,228 @@
+"""Audio input and output: load, mix down, resample, normalize, and write atomically.
+
+All audio inside specsynth is mono float32 in [-1, 1] at an int sample rate in Hz.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .errors import AudioError, ConfigError, OutputError
+
+MIN_RATE = 4_000
+MAX_RATE = 384_000
+MAX_CHANNELS = 8
+DEFAULT_MAX_SECONDS = 600.0
+WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+
+
+def load(path, *, sample_rate=None, max_seconds=DEFAULT_MAX_SECONDS, normalize="peak"):
+    """Read an audio file as mono float32, optionally resampled and normalized.
+
+    Parameters
+    ----------
+    path : str or Path
+        WAV, FLAC, OGG, MP3 or anything else libsndfile reads.
+    sample_rate : int or None
+        Resample to this rate in Hz; ``None`` keeps the file's rate.
+    max_seconds : float or None
+        Refuse files longer than this (seconds); ``None`` for no limit.
+    normalize : {"peak", "loudness", None}
+        See :func:`normalize`.
+
+    Returns
+    -------
+    samples : np.ndarray, float32, shape [n]
+    sample_rate : int
+
+    Raises
+    ------
+    AudioError
+        Missing file, a directory, not audio, a corrupt header, no samples, NaN or infinite
+        samples, more than 8 channels, a rate outside 4 kHz..384 kHz, or too long.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError("no such file", path=path)
+    if path.is_dir():
+        raise AudioError("is a directory, not an audio file", path=path)
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # libsndfile's messages vary by format; one line is enough
+        raise AudioError(f"not a readable audio file ({_first_line(exc)})", path=path) from None
+    _check_info(info, path, max_seconds)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise AudioError(f"audio data is corrupt or truncated ({_first_line(exc)})", path=path) from None
+    if data.shape[0] == 0:
+        raise AudioError("contains no samples", path=path)
+    if not np.all(np.isfinite(data)):
+        raise AudioError("contains NaN or infinite samples", path=path)
+    samples = data.mean(axis=1).astype(np.float32)
+    rate = int(rate)
+    if sample_rate is not None and int(sample_rate) != rate:
+        samples = resample(samples, rate, int(sample_rate))
+        rate = int(sample_rate)
+    return normalize_audio(samples, mode=normalize, sample_rate=rate), rate
+
+
+def _first_line(exc):
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _check_info(info, path, max_seconds):
+    if info.channels > MAX_CHANNELS:
+        raise AudioError(f"has {info.channels} channels; at most {MAX_CHANNELS} are supported", path=path)
+    if not MIN_RATE <= info.samplerate <= MAX_RATE:
+        raise AudioError(
+            f"sample rate {info.samplerate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz", path=path
+        )
+    if info.frames == 0:
+        raise AudioError("contains no samples", path=path)
+    seconds = info.frames / info.samplerate
+    if max_seconds is not None and seconds > max_seconds:
+        raise AudioError(f"is {seconds:.1f} s long; the limit is {max_seconds:g} s", path=path)
+
+
+def resample(samples, orig_rate, target_rate):
+    """Resample mono float32 audio with soxr (high quality). Shapes: [n] -> [round(n*target/orig)]."""
+    if orig_rate == target_rate:
+        return samples.astype(np.float32, copy=False)
+    import soxr
+
+    return soxr.resample(samples.astype(np.float32, copy=False), orig_rate, target_rate, quality="HQ").astype(
+        np.float32
+    )
+
+
+def normalize_audio(samples, *, mode="peak", peak_db=-1.0, loudness_lufs=-20.0, sample_rate=None):
+    """Scale audio to a peak (default -1 dBFS) or an integrated loudness (ITU-R BS.1770, LUFS).
+
+    Silence stays silence: nothing is divided by zero. ``mode=None`` returns the input unchanged.
+    Loudness normalization is followed by a peak limit at ``peak_db`` so it never clips.
+    """
+    if mode is None:
+        return samples
+    if mode not in ("peak", "loudness"):
+        raise ConfigError(f"normalize must be 'peak', 'loudness' or None, not {mode!r}")
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    if peak < 1e-9:
+        return np.zeros_like(samples, dtype=np.float32)
+    target_peak = 10 ** (peak_db / 20)
+    if mode == "loudness":
+        if sample_rate is None:
+            raise ConfigError("loudness normalization needs the sample rate")
+        import pyloudnorm
+
+        meter = pyloudnorm.Meter(sample_rate)
+        if samples.size >= int(0.4 * sample_rate):  # BS.1770 gates need at least one 400 ms block
+            lufs = meter.integrated_loudness(samples.astype(np.float64))
+            if np.isfinite(lufs):
+                samples = samples * np.float32(10 ** ((loudness_lufs - lufs) / 20))
+                peak = float(np.max(np.abs(samples)))
+        if peak <= target_peak:
+            return samples.astype(np.float32)
+    return (samples * np.float32(target_peak / peak)).astype(np.float32)
+
+
+def write(path, samples, sample_rate, *, overwrite=False, subtype="PCM_16"):
+    """Write mono audio to WAV or FLAC atomically: a temporary file in the same folder, then rename.
+
+    Raises OutputError if the file exists and ``overwrite`` is false, if the folder is not
+    writable, or if the extension is neither .wav nor .flac. Nothing is left behind on failure.
+    """
+    path = Path(path)
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise OutputError(f"cannot write {path.suffix or 'files without an extension'}; use .wav or .flac", path=path)
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim != 1:
+        raise ConfigError(f"expected mono samples of shape [n], got shape {samples.shape}")
+    samples = np.clip(np.nan_to_num(samples), -1.0, 1.0)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        sf.write(tmp, samples, int(sample_rate), format=fmt, subtype=subtype)
+    return path
+
+
+class atomic_output:
+    """Context manager yielding a temporary path beside ``path``; renamed into place on success.
+
+    >>> with atomic_output("out.json") as tmp:
+    ...     Path(tmp).write_text("{}")
+    """
+
+    def __init__(self, path, *, overwrite=False):
+        self.path = Path(path)
+        self.overwrite = overwrite
+        self.tmp = None
+
+    def __enter__(self):
+        folder = self.path.parent
+        if self.path.exists() and not self.overwrite:
+            raise OutputError("already exists (use --overwrite to replace it)", path=self.path)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=folder)
+        except OSError as exc:
+            raise OutputError(f"cannot write here ({exc.strerror or exc})", path=self.path) from None
+        os.close(fd)
+        self.tmp = tmp
+        return tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            try:
+                os.replace(self.tmp, self.path)
+                return False
+            except OSError as err:
+                exc = OutputError(f"cannot write here ({err.strerror or err})", path=self.path)
+        try:
+            os.unlink(self.tmp)
+        except OSError:
+            pass
+        if exc_type is None:
+            raise exc
+        return False
+
+
+def check_writable_dir(folder):
+    """Create ``folder`` if needed and check it is writable; raises OutputError otherwise."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError("is a file, not a folder", path=folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise OutputError(f"folder is not writable ({exc.strerror or exc})", path=folder) from None
+    return folder
+
+
+def file_info(path):
+    """A dict describing an audio file without decoding it all (for `specsynth info`)."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioError("no such file", path=path)
+    if path.is_dir():
+        raise AudioError("is a directory, not an audio file", path=path)
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:
+        raise AudioError(f"not a readable audio file ({_first_line(exc)})", path=path) from None
+    return {
+        "path": str(path),
+        "format": info.format,
+        "subtype": info.subtype,
+        "sample_rate": int(info.samplerate),
+        "channels": int(info.channels),
+        "frames": int(info.frames),
+        "seconds": info.frames / info.samplerate if info.samplerate else 0.0,
+    }
