@@ -150,6 +150,19 @@ def write(path, samples, sample_rate, *, overwrite=False, subtype="PCM_16"):
     return path
 
 
+# Read once at import (os.umask can only be read by setting it, which is not thread-safe).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def _output_mode(path):
+    """The permission bits a plain ``open(path, "w")`` would give: the replaced file's, or 0666 & ~umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_UMASK
+
+
 class atomic_output:
     """Context manager yielding a temporary path beside ``path``; renamed into place on success.
 
@@ -178,6 +191,7 @@ class atomic_output:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
             try:
+                os.chmod(self.tmp, _output_mode(self.path))  # mkstemp makes 0600 files
                 os.replace(self.tmp, self.path)
                 return False
             except OSError as err:

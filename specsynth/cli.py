@@ -6,10 +6,13 @@ subcommands that touch a model.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from pathlib import Path
 
 from . import __version__
-from .errors import SpecsynthError
+from .errors import OutputError, SpecsynthError
 
 PHASE_METHODS = ("griffinlim", "fgla", "lws", "lws+fgla")
 
@@ -43,7 +46,130 @@ def build_parser():
     p = sub.add_parser("info", help="describe an audio file")
     p.add_argument("file")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("dataset", help="make a training set from a folder of audio or from soundfont notes")
+    p.add_argument("folder", nargs="?", help="folder of audio (recursive); omit with --soundfont")
+    p.add_argument("-o", "--out", required=True, help="dataset folder to write")
+    p.add_argument("--soundfont", nargs="?", const="default", default=None,
+                   help="render General MIDI notes (default: the soundfont pretty_midi ships)")
+    p.add_argument("--programs", default="0-127", help="GM programs, e.g. 0-7,40,73 (default 0-127)")
+    p.add_argument("--pitches", default="36-84", help="MIDI pitches (default 36-84)")
+    p.add_argument("--velocities", default="100", help="velocities (default 100)")
+    p.add_argument("--pitch", choices=("name", "auto", "none"), default="name",
+                   help="folder labels: from NSynth-style names (name_60.wav), pyin (auto), or none")
+    p.add_argument("--representation", choices=("stft", "mel"), default="stft")
+    p.add_argument("--chunk-seconds", type=float, default=4.0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_dataset)
+
+    p = sub.add_parser("train", help="train a model bundle (VAE, then the LSTM prior) on a dataset")
+    p.add_argument("data", help="a dataset folder from `specsynth dataset`")
+    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--prior-epochs", type=int, default=None)
+    p.add_argument("--z", type=int, default=None, help="latent size (default 16)")
+    p.add_argument("--beta", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--width", type=int, default=None, help="convolution channels (default 256)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+    p.add_argument("--strategy", choices=("mirrored",), default=None,
+                   help="tf.distribute.MirroredStrategy over the GPUs (or logical CPUs)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("encode", help="audio -> latent sequence [time, z] as .npy")
+    p.add_argument("input", metavar="IN")
+    p.add_argument("-o", "--out", required=True, help="Z.npy")
+    _add_model_args(p)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="latent sequence .npy -> audio")
+    p.add_argument("input", metavar="Z.npy")
+    p.add_argument("-o", "--out", required=True, help="OUT.wav")
+    _add_model_args(p)
+    _add_phase_args(p)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("interpolate", help="a series of sounds from A to B through the latent space")
+    p.add_argument("a", metavar="A")
+    p.add_argument("b", metavar="B")
+    p.add_argument("--steps", type=int, default=5, help="sounds in the series, A and B included (default 5)")
+    p.add_argument("--mode", choices=("linear", "slerp"), default="linear")
+    p.add_argument("-o", "--outdir", required=True)
+    _add_render_args(p)
+    p.set_defaults(func=cmd_interpolate)
+
+    p = sub.add_parser("mix", help="four corner sounds mixed at an XY position, like NSynth Super")
+    p.add_argument("corners", nargs=4, metavar="C", help="corners (0,0) (1,0) (0,1) (1,1)")
+    p.add_argument("--xy", required=True, help="position as X,Y in 0..1, e.g. 0.25,0.7")
+    p.add_argument("--mode", choices=("linear", "slerp"), default="linear")
+    p.add_argument("-o", "--out", required=True, help="OUT.wav")
+    _add_render_args(p)
+    p.set_defaults(func=cmd_mix)
+
+    p = sub.add_parser("loop", help="a seamless texture loop grown by the LSTM prior")
+    p.add_argument("seed_sound", nargs="?", metavar="SEED", help="a sound to continue (optional)")
+    p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("-o", "--out", required=True, help="OUT.wav")
+    _add_render_args(p)
+    p.set_defaults(func=cmd_loop)
+
+    p = sub.add_parser("render", help="batch-render the jobs of a TOML manifest")
+    p.add_argument("manifest", metavar="MANIFEST.toml")
+    p.add_argument("-o", "--outdir", default=None, help="output folder (default: out/ beside the manifest)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--dry-run", action="store_true", help="validate and list what would be rendered")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("app", help="start the Streamlit app")
+    p.add_argument("--port", type=int, default=8501)
+    p.set_defaults(func=cmd_app)
     return parser
+
+
+def _add_render_args(p):
+    p.add_argument("--model", default="pretrained", help="bundle folder (default: pretrained/)")
+    p.add_argument("--pitch", default=None, help="render at this MIDI note (default: from the sounds)")
+    _add_phase_args(p)
+    p.add_argument("--overwrite", action="store_true")
+
+
+def _add_model_args(p):
+    p.add_argument("--model", default="pretrained", help="bundle folder (default: pretrained/)")
+    p.add_argument("--pitch", default="auto",
+                   help="MIDI note 0-127, 128 for unpitched, or auto (estimate with pyin; default)")
+
+
+def _pitch_arg(value):
+    return value if value == "auto" else _int_arg(value, "--pitch")
+
+
+def _int_arg(value, name):
+    try:
+        return int(value)
+    except ValueError:
+        raise SpecsynthError(f"{name} must be an integer, got {value!r}") from None
+
+
+def parse_ranges(text, name, lo=0, hi=127):
+    """'0-7,40,73' -> [0..7, 40, 73], checked against lo..hi."""
+    values = []
+    try:
+        for part in str(text).split(","):
+            a, _, b = part.strip().partition("-")
+            values.extend(range(int(a), int(b or a) + 1))
+    except ValueError:
+        raise SpecsynthError(f"{name} must look like 0-7,40,73, got {text!r}") from None
+    bad = [v for v in values if not lo <= v <= hi]
+    if bad or not values:
+        raise SpecsynthError(f"{name} must be within {lo}..{hi}, got {text!r}")
+    return sorted(set(values))
 
 
 def cmd_reconstruct(args):
@@ -70,6 +196,181 @@ def cmd_reconstruct(args):
 def _check_iters(n):
     if n is not None and not 0 <= n <= 10000:
         raise SpecsynthError(f"--iters must be in 0..10000, got {n}")
+
+
+def cmd_dataset(args):
+    from tqdm import tqdm
+
+    from . import data, spectral
+    from .audio import check_writable_dir
+
+    config = spectral.SpectralConfig(representation=args.representation)
+    if Path(args.out).exists() and not args.overwrite:
+        raise OutputError("already exists (use --overwrite to replace it)", path=args.out)
+    check_writable_dir(Path(args.out).resolve().parent)
+    bar = lambda seq: tqdm(seq, unit="sound", file=sys.stderr)  # noqa: E731
+    if args.soundfont is not None:
+        if args.folder:
+            raise SpecsynthError("give either a folder or --soundfont, not both")
+        sf2 = None if args.soundfont == "default" else args.soundfont
+        if sf2 is not None and not os.path.isfile(sf2):
+            raise SpecsynthError(f"{sf2}: no such soundfont file")
+        items, summary = data.items_from_soundfont(
+            config, programs=parse_ranges(args.programs, "--programs"), pitches=parse_ranges(args.pitches, "--pitches"),
+            velocities=parse_ranges(args.velocities, "--velocities", 1, 127), soundfont=sf2, progress=bar)
+    elif args.folder:
+        items, summary = data.items_from_folder(args.folder, config, pitch=args.pitch,
+                                                chunk_seconds=args.chunk_seconds, progress=bar)
+    else:
+        raise SpecsynthError("give a folder of audio, or --soundfont")
+    data.write_dataset(args.out, items, config, summary, overwrite=args.overwrite)
+    skipped = summary.get("skipped", 0)
+    print(f"wrote {args.out}: {len(items)} sounds, {skipped} skipped")
+    for reason in summary.get("skipped_reasons", [])[:10]:
+        print(f"  skipped {reason}")
+    return 0
+
+
+def cmd_train(args):
+    from .model.train import TrainSettings, train
+
+    settings = TrainSettings(seed=args.seed, strategy=args.strategy)
+    for arg, key in (("epochs", "epochs"), ("prior_epochs", "prior_epochs"), ("z", "z_dim"), ("beta", "beta"),
+                     ("batch_size", "batch_size"), ("width", "width")):
+        if getattr(args, arg) is not None:
+            setattr(settings, key, getattr(args, arg))
+    model = train(args.data, args.out, settings=settings, resume=args.resume, overwrite=args.overwrite)
+    print(json.dumps(model.metrics, indent=1))
+    return 0
+
+
+def _load_model(name):
+    from . import load
+
+    return load(name)
+
+
+def cmd_encode(args):
+    import numpy as np
+
+    from . import audio
+
+    out = Path(args.out)
+    if out.suffix != ".npy":
+        raise SpecsynthError(f"{out}: the output must be a .npy file")
+    pitch = _pitch_arg(args.pitch)
+    model = _load_model(args.model)
+    samples, _ = audio.load(args.input, sample_rate=model.sample_rate)
+    z = model.encode(samples, pitch=pitch)
+    with audio.atomic_output(out, overwrite=args.overwrite) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, z.astype(np.float32))
+    label = model.pitch_label(pitch, samples)
+    print(f"{out}\t{z.shape[0]} frames x {z.shape[1]} dims at {model.frame_rate:g} Hz, pitch {label}")
+    return 0
+
+
+def cmd_decode(args):
+    import numpy as np
+
+    from . import audio
+
+    _check_iters(args.iters)
+    try:
+        z = np.load(args.input, allow_pickle=False)
+    except FileNotFoundError:
+        raise SpecsynthError(f"{args.input}: no such file") from None
+    except (ValueError, OSError) as exc:
+        raise SpecsynthError(f"{args.input}: not a .npy array ({str(exc).splitlines()[0]})") from None
+    model = _load_model(args.model)
+    if z.ndim != 2 or z.shape[1] != model.z_dim or z.shape[0] < 1 or not np.all(np.isfinite(z)):
+        raise SpecsynthError(f"{args.input}: expected a finite [time, {model.z_dim}] array, got shape {z.shape}")
+    pitch = _pitch_arg(args.pitch)
+    if pitch == "auto":
+        raise SpecsynthError("decode needs --pitch N (a MIDI note, or 128 for unpitched)")
+    y = model.synthesize(z, pitch=pitch, method=args.method, n_iter=args.iters)
+    audio.write(args.out, audio.normalize_audio(y), model.sample_rate, overwrite=args.overwrite)
+    print(f"{args.out}\t{len(y) / model.sample_rate:.2f} s")
+    return 0
+
+
+def _render_pitch_arg(args):
+    return None if args.pitch is None else _int_arg(args.pitch, "--pitch")
+
+
+def _refuse_existing(paths, overwrite):
+    for path in paths:
+        if Path(path).exists() and not overwrite:
+            raise OutputError("already exists (use --overwrite to replace it)", path=path)
+
+
+def cmd_interpolate(args):
+    from . import audio, ops
+
+    _check_iters(args.iters)
+    if args.steps < 2 or args.steps > 1000:
+        raise SpecsynthError(f"--steps must be in 2..1000, got {args.steps}")
+    outdir = audio.check_writable_dir(args.outdir)
+    outs = [outdir / f"{Path(args.a).stem}_to_{Path(args.b).stem}_{i:02d}.wav" for i in range(args.steps)]
+    _refuse_existing(outs, args.overwrite)
+    model = _load_model(args.model)
+    a, b = ops.encode_sound(model, args.a), ops.encode_sound(model, args.b)
+    series = ops.interpolate_series(model, a, b, args.steps, mode=args.mode, pitch=_render_pitch_arg(args),
+                                    method=args.method, n_iter=args.iters)
+    for path, r in zip(outs, series):
+        audio.write(path, r.samples, r.sample_rate, overwrite=args.overwrite)
+        print(f"{path}\talpha {r.params['alpha']:.2f}\tpitch {r.pitch}")
+    return 0
+
+
+def cmd_mix(args):
+    from . import audio, ops
+
+    _check_iters(args.iters)
+    try:
+        x, y = (float(v) for v in args.xy.split(","))
+    except ValueError:
+        raise SpecsynthError(f"--xy must look like 0.25,0.7, got {args.xy!r}") from None
+    ops.xy_weights(x, y)  # validates the range before the model loads
+    _refuse_existing([args.out], args.overwrite)
+    model = _load_model(args.model)
+    r = ops.mix_xy(model, args.corners, x, y, mode=args.mode, pitch=_render_pitch_arg(args), method=args.method,
+                   n_iter=args.iters)
+    audio.write(args.out, r.samples, r.sample_rate, overwrite=args.overwrite)
+    w = ", ".join(f"{v:.2f}" for v in r.params["weights"])
+    print(f"{args.out}\tweights {w}\tpitch {r.pitch}")
+    return 0
+
+
+def cmd_loop(args):
+    from . import audio, ops
+
+    _check_iters(args.iters)
+    _refuse_existing([args.out], args.overwrite)
+    model = _load_model(args.model)
+    r = ops.loop(model, args.seed_sound, seconds=args.seconds, temperature=args.temperature, seed=args.seed,
+                 pitch=_render_pitch_arg(args), method=args.method, n_iter=args.iters)
+    audio.write(args.out, r.samples, r.sample_rate, overwrite=args.overwrite)
+    print(f"{args.out}\t{r.seconds:.2f} s\tseam flux {r.metrics['seam_flux']:.2f} "
+          f"(median inside {r.metrics['median_flux']:.2f})")
+    return 0
+
+
+def cmd_render(args):
+    from .render import run_manifest
+
+    return run_manifest(args.manifest, outdir=args.outdir, workers=args.workers, dry_run=args.dry_run,
+                        overwrite=args.overwrite)
+
+
+def cmd_app(args):
+    import subprocess
+
+    app = Path(__file__).resolve().parents[1] / "apps" / "specsynth_app.py"
+    if not app.exists():
+        raise SpecsynthError(f"{app}: the app is not installed with this copy of specsynth")
+    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+                            "--server.headless", "true", "--browser.gatherUsageStats", "false"])
 
 
 def cmd_info(args):

@@ -74,6 +74,11 @@ class SpectralConfig:
             problems.append(f"n_mels must be an int in 8..512, got {self.n_mels!r}")
         if not isinstance(self.db_floor, (int, float)) or not -200 <= self.db_floor < 0:
             problems.append(f"db_floor must be a negative number of dB >= -200, got {self.db_floor!r}")
+        nyquist = self.sample_rate / 2 if isinstance(self.sample_rate, int) else float("inf")
+        if not isinstance(self.fmin, (int, float)) or not 0 <= self.fmin < nyquist:
+            problems.append(f"fmin must be a number of Hz in [0, sample_rate/2), got {self.fmin!r}")
+        elif self.fmax is not None and (not isinstance(self.fmax, (int, float)) or not self.fmin < self.fmax <= nyquist):
+            problems.append(f"fmax must be None or a number of Hz in (fmin, sample_rate/2], got {self.fmax!r}")
         if problems:
             raise ConfigError("; ".join(problems))
 

@@ -1,0 +1,199 @@
+"""Training data: a folder of audio or General MIDI soundfont notes -> a dataset folder.
+
+A dataset folder holds ``dataset.json`` (SpectralConfig, one entry per item: name, pitch,
+frame offset and count; and a summary with skipped files) and ``frames.npy`` (all items' model
+frames stacked, float16 dB, ``[total_frames, n_features]``). TensorFlow is imported only by
+:func:`tf_dataset`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import audio, spectral
+from .errors import AudioError, ConfigError, SpecsynthError
+from .pitch import UNPITCHED, estimate_pitch, pitch_from_name
+
+AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"}
+FORMAT_VERSION = 1
+
+
+def trim_silence(samples, *, top_db=60.0, frame=1024, hop=256):
+    """Drop leading and trailing audio quieter than ``top_db`` below the peak."""
+    import librosa
+
+    if not np.any(samples):
+        return samples[:0]
+    _, (start, end) = librosa.effects.trim(samples, top_db=top_db, frame_length=frame, hop_length=hop)
+    return samples[start:end]
+
+
+def chunk(samples, length, *, min_length):
+    """Cut into pieces of ``length`` samples; a last piece shorter than ``min_length`` is dropped."""
+    pieces = [samples[i : i + length] for i in range(0, len(samples), length)]
+    return [p for p in pieces if len(p) >= min_length]
+
+
+def scan_audio(folder):
+    folder = Path(folder)
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+
+
+def items_from_folder(folder, config, *, pitch="name", chunk_seconds=4.0, progress=None):
+    """Yield ``(name, pitch_label, samples)`` for every usable chunk of every audio file under
+    ``folder``; returns a summary dict via the ``summary`` attribute of the generator's result list.
+
+    ``pitch`` is ``"name"`` (NSynth-style file names, else unpitched), ``"auto"`` (librosa.pyin
+    median f0) or ``"none"`` (all unpitched).
+    """
+    if pitch not in ("name", "auto", "none"):
+        raise ConfigError(f"--pitch must be name, auto or none, got {pitch!r}")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AudioError("is not a folder", path=folder)
+    files = scan_audio(folder)
+    items, skipped = [], []
+    min_len = config.n_fft
+    for path in progress(files) if progress else files:
+        try:
+            x, _ = audio.load(path, sample_rate=config.sample_rate)
+        except SpecsynthError as exc:
+            skipped.append(str(exc))
+            continue
+        x = trim_silence(x)
+        pieces = chunk(x, int(chunk_seconds * config.sample_rate), min_length=min_len)
+        if not pieces:
+            skipped.append(f"{path}: shorter than one frame ({config.n_fft} samples) after trimming silence")
+            continue
+        label = UNPITCHED
+        if pitch == "name":
+            label = pitch_from_name(path)
+            label = UNPITCHED if label is None else label
+        elif pitch == "auto":
+            label = estimate_pitch(x, config.sample_rate)
+        rel = path.relative_to(folder)
+        for i, piece in enumerate(pieces):
+            items.append((f"{rel}#{i}" if len(pieces) > 1 else str(rel), label, audio.normalize_audio(piece)))
+    if not items:
+        detail = f" ({len(skipped)} unusable: {skipped[0]})" if skipped else ""
+        raise AudioError(f"no usable audio found{detail}", path=folder)
+    return items, {"files": len(files), "skipped": len(skipped), "skipped_reasons": skipped[:50]}
+
+
+def items_from_soundfont(config, *, programs, pitches, velocities=(100,), seconds=4.0, soundfont=None,
+                         progress=None):
+    """NSynth-like notes: every program x pitch x velocity, rendered offline; silent ones skipped."""
+    from .soundfont import render_note
+
+    combos = [(p, k, v) for p in programs for k in pitches for v in velocities]
+    items, skipped = [], 0
+    for program, pitch, velocity in progress(combos) if progress else combos:
+        x = render_note(program, pitch, velocity=velocity, seconds=seconds, hold=min(3.0, seconds * 0.75),
+                        sample_rate=config.sample_rate, soundfont=soundfont)
+        if np.max(np.abs(x)) < 1e-4:
+            skipped += 1
+            continue
+        items.append((f"gm{program:03d}_{pitch:03d}_{velocity:03d}", pitch, audio.normalize_audio(x)))
+    if not items:
+        raise ConfigError("the soundfont rendered no audible notes for these programs and pitches")
+    return items, {"notes": len(combos), "skipped": skipped, "soundfont": soundfont or "TimGM6mb.sf2 (pretty_midi)"}
+
+
+def write_dataset(out, items, config, summary, *, overwrite=False):
+    """Analyse items into frames and write a dataset folder atomically (temp folder, then rename)."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        from .errors import OutputError
+
+        raise OutputError("already exists (use --overwrite to replace it)", path=out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        entries, blocks, offset = [], [], 0
+        for name, pitch, x in items:
+            f = spectral.analyze(x, config).astype(np.float16)
+            entries.append({"name": name, "pitch": int(pitch), "offset": offset, "frames": int(len(f))})
+            blocks.append(f)
+            offset += len(f)
+        np.save(tmp / "frames.npy", np.concatenate(blocks, axis=0))
+        meta = {"format_version": FORMAT_VERSION, "config": config.to_dict(), "items": entries, "summary": summary}
+        (tmp / "dataset.json").write_text(json.dumps(meta, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+class Dataset:
+    """A dataset folder in memory: ``frames`` [total, F] float32, ``items`` list of dicts, ``config``."""
+
+    def __init__(self, path):
+        path = Path(path)
+        meta_path = path / "dataset.json"
+        if not meta_path.exists() or not (path / "frames.npy").exists():
+            raise ConfigError("is not a specsynth dataset folder (make one with `specsynth dataset`)", path=path)
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"dataset.json is not valid JSON ({exc.msg})", path=path) from None
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ConfigError(f"unsupported dataset format {meta.get('format_version')!r}", path=path)
+        self.path = path
+        self.config = spectral.SpectralConfig.from_dict(meta["config"])
+        self.items = meta["items"]
+        self.summary = meta.get("summary", {})
+        self.frames = np.load(path / "frames.npy").astype(np.float32)
+        if not self.items:
+            raise ConfigError("dataset has no items", path=path)
+
+    def item_frames(self, item):
+        return self.frames[item["offset"] : item["offset"] + item["frames"]]
+
+    @classmethod
+    def from_items(cls, items, config, summary=None):
+        """An in-memory dataset (no folder), e.g. for tests and the notebook."""
+        self = cls.__new__(cls)
+        self.path, self.config, self.summary = None, config, summary or {}
+        blocks, self.items, offset = [], [], 0
+        for name, pitch, x in items:
+            f = spectral.analyze(x, config)
+            self.items.append({"name": name, "pitch": int(pitch), "offset": offset, "frames": int(len(f))})
+            blocks.append(f)
+            offset += len(f)
+        self.frames = np.concatenate(blocks, axis=0)
+        return self
+
+
+def segments(frames_list, pitches, seg_len, *, hop=None):
+    """Cut frame sequences into ``[n, seg_len, F]`` segments (short items are padded at the floor
+    value by edge repetition) with their pitch labels ``[n]``."""
+    hop = hop or seg_len // 2
+    segs, labels = [], []
+    for f, p in zip(frames_list, pitches):
+        if len(f) < seg_len:
+            f = np.concatenate([f, np.repeat(f[-1:], seg_len - len(f), axis=0)], axis=0)
+        starts = list(range(0, len(f) - seg_len + 1, hop))
+        if starts[-1] != len(f) - seg_len:
+            starts.append(len(f) - seg_len)
+        for s in starts:
+            segs.append(f[s : s + seg_len])
+            labels.append(p)
+    return np.stack(segs).astype(np.float32), np.asarray(labels, np.int64)
+
+
+def tf_dataset(inputs, *, batch_size, shuffle=True, seed=0):
+    """A cached, shuffled, batched, prefetched ``tf.data.Dataset`` over in-memory arrays."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(inputs).cache()
+    if shuffle:
+        ds = ds.shuffle(len(next(iter(inputs.values()))), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,254 @@
+"""Model bundles: one folder holding everything a trained model needs, validated on load.
+
+::
+
+    BUNDLE/
+      config.json    format version, SpectralConfig, model hyperparameters, training summary
+      vae.keras      the VAE (encoder + decoder)
+      prior.keras    the LSTM latent prior
+      norm.npz       frame mean/std [F], latent mean/std [z]
+      metrics.json   held-out figures measured at the end of training
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .. import phase, spectral
+from ..errors import BundleError, ConfigError
+from ..pitch import UNPITCHED, check_pitch, estimate_pitch, pitch_features
+
+FORMAT_VERSION = 1
+FILES = ("config.json", "vae.keras", "prior.keras", "norm.npz", "metrics.json")
+PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained"
+# Classes a bundle's .keras files may hold: Keras's own (minus Lambda) and ours.
+OURS = {"specsynth>VAE", "specsynth>LatentPrior", "specsynth>BroadcastTime", "specsynth>HarmonicOutput"}
+FORBIDDEN = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
+
+
+def resolve(path):
+    """``"pretrained"`` (or None) -> the bundle in pretrained/; anything else is a folder path."""
+    if path is None or str(path) == "pretrained":
+        return PRETRAINED
+    return Path(path)
+
+
+def _class_names(node, found):
+    if isinstance(node, dict):
+        if "class_name" in node:
+            found.add((node.get("class_name"), node.get("module"), node.get("registered_name")))
+        for value in node.values():
+            _class_names(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _class_names(value, found)
+    return found
+
+
+def check_keras_file(path):
+    """Refuse a .keras archive that is not one, or that holds a Lambda layer or an unknown class."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            config = json.loads(z.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as exc:
+        raise BundleError(f"not a valid .keras archive ({exc})", path=path) from None
+    for class_name, module, registered in _class_names(config, set()):
+        if class_name in FORBIDDEN:
+            raise BundleError(f"holds a {class_name} layer, which could run arbitrary code; refused", path=path)
+        if registered and registered in OURS:
+            continue
+        if module and (module == "keras" or str(module).startswith("keras.")) and not (
+            registered and "Custom>" in str(registered)
+        ):
+            continue
+        if module is None and registered is None:
+            continue  # plain nested configs (initializers given by name, dtype policies)
+        raise BundleError(f"holds an unknown class {class_name!r} ({registered or module}); refused", path=path)
+
+
+class Model:
+    """A loaded bundle. Arrays: samples ``[n]``, frames ``[time, F]`` (dB), latents ``[time, z]``.
+
+    Latents are the encoder's means in the VAE's own units; their frame rate is
+    ``config.frame_rate`` (62.5 Hz by default).
+    """
+
+    def __init__(self, path, config, meta, vae, prior, norm, metrics):
+        self.path = Path(path)
+        self.config = config
+        self.meta = meta
+        self.vae = vae
+        self.prior = prior
+        self.norm = norm
+        self.metrics = metrics
+        from .prior import NumpyPrior
+
+        self._numpy_prior = NumpyPrior(prior)
+
+    # -- properties -------------------------------------------------------------------------
+    @property
+    def sample_rate(self):
+        return self.config.sample_rate
+
+    @property
+    def z_dim(self):
+        return self.vae.z_dim
+
+    @property
+    def frame_rate(self):
+        return self.config.frame_rate
+
+    # -- pitch ------------------------------------------------------------------------------
+    def pitch_label(self, pitch, samples=None):
+        """An int label from ``pitch`` (MIDI 0..127, 128 unpitched, or "auto" to estimate)."""
+        if isinstance(pitch, str) and pitch == "auto":
+            if samples is None:
+                raise ConfigError("pitch 'auto' needs audio to estimate it from")
+            return estimate_pitch(samples, self.sample_rate)
+        if pitch is None:
+            return UNPITCHED
+        return check_pitch(pitch)
+
+    # -- encode / decode --------------------------------------------------------------------
+    def encode_frames(self, frames, *, pitch):
+        """dB frames ``[time, F]`` -> latents ``[time, z]`` (encoder means)."""
+        frames = np.asarray(frames, np.float32)
+        x = (frames - self.norm["frame_mean"]) / self.norm["frame_std"]
+        pf = pitch_features(self.pitch_label(pitch), self.config)[None]
+        mean, _ = self.vae.encoder([x[None], pf], training=False)
+        return np.asarray(mean)[0]
+
+    def encode(self, samples, *, pitch="auto"):
+        """Mono samples at the model's rate -> latents ``[time, z]``."""
+        samples = np.asarray(samples, np.float32)
+        label = self.pitch_label(pitch, samples)
+        return self.encode_frames(spectral.analyze(samples, self.config), pitch=label)
+
+    def decode(self, latents, *, pitch):
+        """Latents ``[time, z]`` (or ``[batch, time, z]``) -> dB frames of the same leading shape."""
+        z = np.asarray(latents, np.float32)
+        single = z.ndim == 2
+        z = z[None] if single else z
+        pf = np.repeat(pitch_features(self.pitch_label(pitch), self.config)[None], len(z), axis=0)
+        out = np.asarray(self.vae.decoder([z, pf], training=False))
+        frames = np.maximum(out * self.norm["frame_std"] + self.norm["frame_mean"], self.config.db_floor)
+        return frames[0] if single else frames
+
+    def synthesize(self, latents, *, pitch, method=phase.DEFAULT_METHOD, n_iter=None, circular=False,
+                   length=None):
+        """Latents -> samples: decode, dB frames -> magnitudes, phase reconstruction."""
+        mag = spectral.frames_to_magnitude(self.decode(latents, pitch=pitch), self.config)
+        return phase.reconstruct(mag, config=self.config, method=method, n_iter=n_iter, circular=circular,
+                                 length=length)
+
+    def reconstruct(self, samples, *, pitch="auto", method=phase.DEFAULT_METHOD, n_iter=None):
+        """Samples -> encode -> decode -> phase -> samples of the same length."""
+        samples = np.asarray(samples, np.float32)
+        label = self.pitch_label(pitch, samples)
+        return self.synthesize(self.encode(samples, pitch=label), pitch=label, method=method, n_iter=n_iter,
+                               length=len(samples))
+
+    # -- prior ------------------------------------------------------------------------------
+    def sample_prior(self, n_frames, *, pitch=None, temperature=1.0, seed=0, prime=None):
+        """Latents ``[n_frames, z]`` sampled from the LSTM prior, continuing ``prime`` ``[t, z]`` if given."""
+        from .prior import prior_pitch_features
+
+        if not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
+            raise ConfigError(f"n_frames must be a positive int, got {n_frames!r}")
+        if not 0 <= float(temperature) <= 10:
+            raise ConfigError(f"temperature must be in 0..10, got {temperature!r}")
+        mean, std = self.norm["latent_mean"], self.norm["latent_std"]
+        primed = None if prime is None else (np.asarray(prime, np.float32) - mean) / std
+        z = self._numpy_prior.sample(int(n_frames), pitch_features=prior_pitch_features(self.pitch_label(pitch)),
+                                     temperature=float(temperature), seed=seed, prime=primed)
+        return z * std + mean
+
+
+def load_bundle(path="pretrained"):
+    """Load and validate a bundle folder; raises BundleError with the reason if it is unusable."""
+    path = resolve(path)
+    if not path.exists():
+        raise BundleError("no such model bundle", path=path)
+    if not path.is_dir():
+        raise BundleError("a model bundle is a folder", path=path)
+    missing = [f for f in FILES if not (path / f).exists()]
+    if missing:
+        raise BundleError(f"incomplete bundle: missing {', '.join(missing)}", path=path)
+    try:
+        meta = json.loads((path / "config.json").read_text())
+        metrics = json.loads((path / "metrics.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"config.json or metrics.json is not valid JSON ({exc.msg})", path=path) from None
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(f"unknown bundle format version {version!r} (this specsynth reads {FORMAT_VERSION})",
+                          path=path)
+    try:
+        config = spectral.SpectralConfig.from_dict(meta["spectral"])
+        hyper = meta["model"]
+    except (KeyError, ConfigError) as exc:
+        raise BundleError(f"config.json is invalid ({exc})", path=path) from None
+    for name in ("vae.keras", "prior.keras"):
+        check_keras_file(path / name)
+    from ._keras import keras
+    from . import prior as _prior, vae as _vae  # noqa: F401  (registers our classes)
+
+    models = {}
+    for name in ("vae", "prior"):
+        try:
+            models[name] = keras.saving.load_model(path / f"{name}.keras", safe_mode=True, compile=False)
+        except Exception as exc:  # Keras reports many kinds of failure; the reason is what matters
+            raise BundleError(f"{name}.keras cannot be loaded ({str(exc).splitlines()[0][:200]})", path=path) from None
+    vae, prior = models["vae"], models["prior"]
+    try:
+        with np.load(path / "norm.npz") as data:
+            norm = {k: data[k].astype(np.float32) for k in ("frame_mean", "frame_std", "latent_mean", "latent_std")}
+    except (KeyError, ValueError, OSError) as exc:
+        raise BundleError(f"norm.npz is invalid ({exc})", path=path) from None
+    problems = []
+    if vae.features != config.n_features:
+        problems.append(f"vae.keras has {vae.features} features but config.json's spectral config has {config.n_features}")
+    if hyper.get("z_dim") != vae.z_dim or prior.z_dim != vae.z_dim:
+        problems.append(f"latent sizes disagree: config.json {hyper.get('z_dim')}, vae {vae.z_dim}, prior {prior.z_dim}")
+    if norm["frame_mean"].shape != (config.n_features,) or norm["latent_mean"].shape != (vae.z_dim,):
+        problems.append("norm.npz shapes do not match the model")
+    if problems:
+        raise BundleError("config does not match the weights: " + "; ".join(problems), path=path)
+    return Model(path, config, meta, vae, prior, norm, metrics)
+
+
+def save_bundle(out, *, config, hyper, training, vae, prior, norm, metrics, overwrite=False):
+    """Write a bundle atomically: into a temporary folder beside ``out``, then rename into place."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        from ..errors import OutputError
+
+        raise OutputError("already exists (use --overwrite to replace it)", path=out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        meta = {"format_version": FORMAT_VERSION, "spectral": config.to_dict(), "model": hyper,
+                "latent_frame_rate_hz": config.frame_rate, "training": training}
+        (tmp / "config.json").write_text(json.dumps(meta, indent=1))
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        np.savez(tmp / "norm.npz", **norm)
+        vae.save(tmp / "vae.keras")
+        prior.save(tmp / "prior.keras")
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

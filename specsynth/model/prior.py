@@ -1,0 +1,130 @@
+"""An LSTM prior over latent sequences: p(z_t | z_<t, pitch).
+
+Trained on the encoder means of the training set (normalised per dimension), it predicts the next
+latent frame as a mixture of ``mixtures`` diagonal Gaussians (``mixtures=1`` is a single
+Gaussian). Sampling runs the LSTM recurrence in NumPy from the trained weights, so it is fast and
+needs no TensorFlow graph per step.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._keras import keras
+from keras import layers, ops
+
+from ..pitch import UNPITCHED
+from .vae import PACKAGE, BroadcastTime
+
+LOG_2PI = float(np.log(2 * np.pi))
+
+
+def prior_pitch_features(pitch):
+    """``[..., 2]``: (midi / 127, unpitched flag) for label(s) 0..128."""
+    p = np.asarray(pitch, dtype=np.float32)
+    unpitched = (p >= UNPITCHED).astype(np.float32)
+    return np.stack([np.where(unpitched > 0, 0.0, p / 127.0), unpitched], axis=-1).astype(np.float32)
+
+
+def build_prior_net(z_dim, *, units=256, mixtures=1):
+    z = keras.Input((None, z_dim), name="z")
+    pitch = keras.Input((2,), name="pitch")
+    h = layers.Concatenate(name="with_pitch")([z, BroadcastTime(name="pitch_time")([z, pitch])])
+    h = layers.LSTM(units, return_sequences=True, name="lstm")(h)
+    logits = layers.Dense(mixtures, name="logits")(h)
+    means = layers.Dense(mixtures * z_dim, name="means")(h)
+    logvars = layers.Dense(mixtures * z_dim, name="logvars")(h)
+    return keras.Model([z, pitch], [logits, means, logvars], name="prior_net")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LatentPrior(keras.Model):
+    """Next-frame mixture density over normalised latents. Inputs ``{"z": [B, T, z], "pitch": [B, 2]}``;
+    the loss is the negative log-likelihood (nats per frame) of ``z[:, 1:]`` given ``z[:, :-1]``."""
+
+    def __init__(self, z_dim, units=256, mixtures=1, net=None, **kwargs):
+        super().__init__(**kwargs)
+        self.z_dim, self.units, self.mixtures = int(z_dim), int(units), int(mixtures)
+        self.net = net or build_prior_net(self.z_dim, units=self.units, mixtures=self.mixtures)
+
+    def call(self, inputs, training=False):
+        logits, means, logvars = self.net([inputs["z"][:, :-1], inputs["pitch"]], training=training)
+        return {"logits": logits, "means": means, "logvars": logvars}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        target = x["z"][:, 1:]
+        k, d = self.mixtures, self.z_dim
+        shape = ops.shape(target)
+        means = ops.reshape(y_pred["means"], (shape[0], shape[1], k, d))
+        logvars = ops.clip(ops.reshape(y_pred["logvars"], (shape[0], shape[1], k, d)), -9.0, 5.0)
+        t = ops.expand_dims(target, 2)
+        comp = -0.5 * ops.sum(LOG_2PI + logvars + ops.square(t - means) * ops.exp(-logvars), axis=-1)
+        log_w = ops.log_softmax(y_pred["logits"], axis=-1)
+        nll = -ops.mean(ops.logsumexp(log_w + comp, axis=-1))
+        return nll
+
+    def get_config(self):
+        return {**super().get_config(), "z_dim": self.z_dim, "units": self.units, "mixtures": self.mixtures,
+                "net": keras.saving.serialize_keras_object(self.net)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["net"] = keras.saving.deserialize_keras_object(config["net"])
+        return cls(**config)
+
+
+class NumpyPrior:
+    """The trained prior's weights, run step by step in NumPy for sampling."""
+
+    def __init__(self, prior: LatentPrior):
+        net = prior.net
+        lstm = net.get_layer("lstm")
+        self.kernel, self.recurrent, self.bias = (np.asarray(w, np.float64) for w in lstm.get_weights())
+        self.units, self.z_dim, self.mixtures = prior.units, prior.z_dim, prior.mixtures
+        self.heads = {name: [np.asarray(w, np.float64) for w in net.get_layer(name).get_weights()]
+                      for name in ("logits", "means", "logvars")}
+
+    def _step(self, x, h, c):
+        g = x @ self.kernel + h @ self.recurrent + self.bias
+        u = self.units
+        i, f, cc, o = (g[..., :u], g[..., u : 2 * u], g[..., 2 * u : 3 * u], g[..., 3 * u :])
+        sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
+        c = sig(f) * c + sig(i) * np.tanh(cc)
+        h = sig(o) * np.tanh(c)
+        return h, c
+
+    def _head(self, name, h):
+        w, b = self.heads[name]
+        return h @ w + b
+
+    def sample(self, n_frames, *, pitch_features, temperature=1.0, seed=0, prime=None):
+        """Sample ``[n_frames, z]`` normalised latents, continuing ``prime`` ``[t, z]`` if given.
+
+        ``temperature`` scales the standard deviations and sharpens/flattens the mixture weights
+        (logits / temperature); 0 gives the most likely component's mean at every step.
+        """
+        rng = np.random.default_rng(seed)
+        h = np.zeros(self.units)
+        c = np.zeros(self.units)
+        pf = np.asarray(pitch_features, np.float64)
+        x = np.zeros(self.z_dim)
+        out = np.zeros((n_frames, self.z_dim))
+        if prime is not None and len(prime):
+            for frame in prime[:-1]:
+                h, c = self._step(np.concatenate([frame, pf]), h, c)
+            x = np.asarray(prime[-1], np.float64)
+        k, d = self.mixtures, self.z_dim
+        for t in range(n_frames):
+            h, c = self._step(np.concatenate([x, pf]), h, c)
+            logits = self._head("logits", h)
+            means = self._head("means", h).reshape(k, d)
+            std = np.exp(0.5 * np.clip(self._head("logvars", h), -9, 5)).reshape(k, d)
+            if temperature <= 0:
+                j = int(np.argmax(logits))
+                x = means[j]
+            else:
+                w = np.exp((logits - logits.max()) / temperature)
+                j = rng.choice(k, p=w / w.sum())
+                x = means[j] + np.sqrt(temperature) * std[j] * rng.standard_normal(d)
+            out[t] = x
+        return out.astype(np.float32)

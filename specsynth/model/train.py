@@ -1,0 +1,276 @@
+"""Training: the VAE, then the LSTM prior on the VAE's latents, with atomic per-epoch checkpoints.
+
+Work in progress lives in ``OUT.partial/`` beside the bundle: ``state.json`` (stage, epochs done,
+split, normalisation) and ``vae.keras`` / ``prior.keras`` (model + optimizer state), each replaced
+atomically at the end of every epoch. ``resume=True`` continues from there; a killed run never
+touches ``OUT`` itself, which is written only when training has finished.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, OutputError
+from ..pitch import pitch_features
+
+
+@dataclass
+class TrainSettings:
+    """Hyperparameters; the defaults train the pretrained model on 2 CPU cores."""
+
+    z_dim: int = 16
+    width: int = 256
+    kernel: int = 5
+    beta: float = 0.05
+    warmup_steps: int = 1500
+    epochs: int = 12
+    batch_size: int = 32
+    segment_frames: int = 64
+    learning_rate: float = 1e-3
+    prior_units: int = 256
+    prior_mixtures: int = 4
+    prior_epochs: int = 15
+    prior_segment_frames: int = 64
+    val_fraction: float = 0.1
+    seed: int = 0
+    strategy: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def check(self):
+        if self.z_dim < 1 or self.epochs < 1 or self.prior_epochs < 0 or self.batch_size < 1:
+            raise ConfigError("z_dim, epochs and batch_size must be >= 1 and prior_epochs >= 0")
+        if not 0 <= self.val_fraction < 0.5:
+            raise ConfigError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
+        if self.strategy not in (None, "mirrored"):
+            raise ConfigError(f"strategy must be 'mirrored' or omitted, got {self.strategy!r}")
+
+
+def _atomic_json(path, data):
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _atomic_save(model, path):
+    tmp = path.with_name(f".{path.stem}.part.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def split_items(items, val_fraction, seed):
+    """Deterministic split of item indices into (train, val)."""
+    order = np.random.default_rng(seed).permutation(len(items))
+    n_val = int(round(len(items) * val_fraction)) if len(items) > 1 else 0
+    n_val = min(n_val, len(items) - 1)
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def _checkpoint(keras, model, model_path, state, state_path, stage, elapsed):
+    """A Keras callback: after each epoch save the model, then the state, both atomically.
+
+    The state is written second, so it never claims an epoch whose model is not on disk."""
+
+    class Checkpoint(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            _atomic_save(model, model_path)
+            state[f"{stage}_epochs_done"] = epoch + 1
+            state["elapsed_s"] = elapsed()
+            state.setdefault("history", {}).setdefault(stage, []).append(
+                {k: float(v) for k, v in (logs or {}).items()})
+            _atomic_json(state_path, state)
+
+    return Checkpoint()
+
+
+def _strategy(name):
+    import tensorflow as tf
+
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    return tf.distribute.get_strategy()
+
+
+def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose=1, log=print):
+    """Train a bundle from a :class:`specsynth.data.Dataset` (or a dataset folder path) into ``out``.
+
+    Returns the loaded :class:`specsynth.model.bundle.Model`.
+    """
+    from ..data import Dataset, segments, tf_dataset
+    from ._keras import keras
+    from .bundle import load_bundle, save_bundle
+    from .prior import LatentPrior, prior_pitch_features
+    from .vae import VAE
+
+    settings = settings or TrainSettings()
+    settings.check()
+    out = Path(out)
+    work = out.with_name(out.name + ".partial")
+    state_path = work / "state.json"
+    if out.exists() and not overwrite:
+        raise OutputError("already exists (use --overwrite to replace it)", path=out)
+    if work.exists() and not resume:
+        shutil.rmtree(work)
+    if resume and not state_path.exists():
+        raise ConfigError(f"nothing to resume: {state_path} does not exist")
+    data = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    config = data.config
+    started = time.time()
+
+    if resume:
+        state = json.loads(state_path.read_text())
+        saved = TrainSettings(**{k: v for k, v in state["settings"].items()})
+        settings = saved  # a resumed run continues with the settings it started with
+        log(f"resuming: VAE epoch {state.get('vae_epochs_done', 0)}/{settings.epochs}, "
+            f"prior epoch {state.get('prior_epochs_done', 0)}/{settings.prior_epochs}")
+    else:
+        work.mkdir(parents=True)
+        train_idx, val_idx = split_items(data.items, settings.val_fraction, settings.seed)
+        train_frames = np.concatenate([data.item_frames(data.items[i]) for i in train_idx])
+        state = {
+            "settings": asdict(settings), "train_items": train_idx, "val_items": val_idx,
+            "frame_mean": train_frames.mean(axis=0).tolist(),
+            "frame_std": np.maximum(train_frames.std(axis=0), 1e-2).tolist(),
+            "vae_epochs_done": 0, "prior_epochs_done": 0, "elapsed_s": 0.0,
+        }
+        _atomic_json(state_path, state)
+    elapsed_before = state.get("elapsed_s", 0.0)
+
+    def elapsed():
+        return elapsed_before + time.time() - started
+
+    keras.utils.set_random_seed(settings.seed)
+    try:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # determinism is best-effort; never fatal
+        pass
+    strategy = _strategy(settings.strategy)
+    frame_mean = np.asarray(state["frame_mean"], np.float32)
+    frame_std = np.asarray(state["frame_std"], np.float32)
+
+    def vae_inputs(indices):
+        frames = [(data.item_frames(data.items[i]) - frame_mean) / frame_std for i in indices]
+        segs, labels = segments(frames, [data.items[i]["pitch"] for i in indices], settings.segment_frames)
+        return {"frames": segs, "pitch": pitch_features(labels, config).astype(np.float32)}
+
+    train_idx, val_idx = state["train_items"], state["val_items"]
+    # ---- stage 1: VAE ----------------------------------------------------------------------
+    vae_path = work / "vae.keras"
+    with strategy.scope():
+        if state["vae_epochs_done"] > 0:
+            vae = keras.saving.load_model(vae_path, safe_mode=True)
+        else:
+            vae = VAE(config.n_features, z_dim=settings.z_dim, width=settings.width, kernel=settings.kernel,
+                      beta=settings.beta, warmup_steps=settings.warmup_steps, seed=settings.seed)
+            vae.compile(optimizer=keras.optimizers.Adam(settings.learning_rate))
+    if state["vae_epochs_done"] < settings.epochs:
+        train_in = vae_inputs(train_idx)
+        val_in = vae_inputs(val_idx) if val_idx else None
+        log(f"VAE: {len(train_idx)} training items ({len(train_in['frames'])} segments of "
+            f"{settings.segment_frames} frames), {len(val_idx)} held out")
+        cb = _checkpoint(keras, vae, vae_path, state, state_path, "vae", elapsed)
+        vae.fit(tf_dataset(train_in, batch_size=settings.batch_size, seed=settings.seed),
+                validation_data=tf_dataset(val_in, batch_size=settings.batch_size, shuffle=False) if val_in else None,
+                epochs=settings.epochs, shuffle=False, initial_epoch=state["vae_epochs_done"], callbacks=[cb, _Eta(keras, log)],
+                verbose=verbose)
+
+    # ---- stage 2: prior on encoder means ---------------------------------------------------
+    def encode_item(i):
+        item = data.items[i]
+        x = ((data.item_frames(item) - frame_mean) / frame_std)[None]
+        pf = pitch_features(item["pitch"], config)[None].astype(np.float32)
+        return np.asarray(vae.encoder([x, pf], training=False)[0])[0]
+
+    all_idx = train_idx + val_idx
+    latents = {i: encode_item(i) for i in all_idx}
+    train_lat = np.concatenate([latents[i] for i in train_idx])
+    latent_mean, latent_std = train_lat.mean(axis=0), np.maximum(train_lat.std(axis=0), 1e-3)
+
+    def prior_inputs(indices):
+        seqs = [(latents[i] - latent_mean) / latent_std for i in indices]
+        segs, labels = segments(seqs, [data.items[i]["pitch"] for i in indices], settings.prior_segment_frames + 1)
+        return {"z": segs, "pitch": prior_pitch_features(labels)}
+
+    prior_path = work / "prior.keras"
+    with strategy.scope():
+        if state["prior_epochs_done"] > 0:
+            prior = keras.saving.load_model(prior_path, safe_mode=True)
+        else:
+            prior = LatentPrior(settings.z_dim, units=settings.prior_units, mixtures=settings.prior_mixtures)
+            prior.compile(optimizer=keras.optimizers.Adam(settings.learning_rate))
+    p_train = prior_inputs(train_idx)
+    p_val = prior_inputs(val_idx) if val_idx else None
+    if state["prior_epochs_done"] < settings.prior_epochs:
+        log(f"prior: {len(p_train['z'])} latent segments of {settings.prior_segment_frames} frames")
+        cb = _checkpoint(keras, prior, prior_path, state, state_path, "prior", elapsed)
+        prior.fit(tf_dataset(p_train, batch_size=settings.batch_size, seed=settings.seed),
+                  validation_data=tf_dataset(p_val, batch_size=settings.batch_size, shuffle=False) if p_val else None,
+                  epochs=settings.prior_epochs, shuffle=False, initial_epoch=state["prior_epochs_done"],
+                  callbacks=[cb, _Eta(keras, log)], verbose=verbose)
+    elif state["prior_epochs_done"] == 0:  # prior_epochs == 0: build it untrained so the bundle is whole
+        prior({"z": p_train["z"][:1], "pitch": p_train["pitch"][:1]})
+
+    # ---- held-out metrics and the bundle ---------------------------------------------------
+    metrics = {}
+    if val_idx:
+        v = vae_inputs(val_idx)
+        metrics["val_vae"] = {k: float(x) for k, x in vae.evaluate(v, batch_size=settings.batch_size, verbose=0,
+                                                                    return_dict=True).items()}
+        if p_val is not None and settings.prior_epochs:
+            metrics["val_prior_nll"] = float(prior.evaluate(p_val, batch_size=settings.batch_size, verbose=0))
+    elapsed_s = elapsed()
+    hyper = {k: v for k, v in asdict(settings).items() if k not in ("strategy", "extra")}
+    training = {
+        "items": len(data.items), "train_items": len(train_idx), "val_items": len(val_idx),
+        "val_names": [data.items[i]["name"] for i in val_idx][:200],
+        "data_summary": data.summary, "seconds": round(elapsed_s, 1), "seed": settings.seed,
+        "machine": _machine(),
+    }
+    norm = {"frame_mean": frame_mean, "frame_std": frame_std, "latent_mean": latent_mean.astype(np.float32),
+            "latent_std": latent_std.astype(np.float32)}
+    save_bundle(out, config=config, hyper=hyper, training=training, vae=vae, prior=prior, norm=norm,
+                metrics=metrics, overwrite=overwrite)
+    shutil.rmtree(work, ignore_errors=True)
+    log(f"wrote {out} ({elapsed_s / 60:.1f} min)")
+    return load_bundle(out)
+
+
+def _machine():
+    import platform
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
+
+
+def _Eta(keras, log):
+    class Eta(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.t0 = time.time()
+            self.first = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.first is None:
+                self.first = epoch
+            done = epoch - self.first + 1
+            left = self.params["epochs"] - epoch - 1
+            eta = (time.time() - self.t0) / done * left
+            log(f"  epoch {epoch + 1}/{self.params['epochs']} done, ETA {eta / 60:.1f} min for this stage")
+
+    return Eta()

@@ -1,0 +1,261 @@
+"""Sound-design operations over a model's latent space: the library the CLI, app and notebook call.
+
+Every operation takes a loaded model (:func:`specsynth.load`) and sounds given as mono float32
+arrays at the model's rate or as file paths, and returns a :class:`Rendered`: the audio plus what
+a UI needs (dB frames, latents, the pitch used, timings and metrics).
+
+Time alignment: sounds of different lengths are aligned by *resampling the shorter latent
+sequence in time* to the longer's length (linear interpolation between latent frames). Unlike
+padding or trimming this keeps both attacks at the start and both releases at the end, so an
+interpolation between a short pluck and a long pad morphs envelope as well as timbre.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import audio, metrics, phase, spectral
+from .errors import ConfigError
+from .pitch import UNPITCHED
+
+MIX_MODES = ("linear", "slerp")
+
+
+@dataclass
+class Rendered:
+    """One rendered sound. ``samples`` [n] float32; ``frames`` [time, F] dB; ``latents`` [time, z]."""
+
+    samples: np.ndarray
+    sample_rate: int
+    frames: np.ndarray
+    latents: np.ndarray
+    pitch: int
+    params: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def seconds(self):
+        return len(self.samples) / self.sample_rate
+
+    def magnitude(self, config):
+        return spectral.frames_to_magnitude(self.frames, config)
+
+
+@dataclass
+class Source:
+    """An encoded sound: its samples (may be None for raw latents), latents and pitch label."""
+
+    latents: np.ndarray
+    pitch: int
+    samples: np.ndarray | None = None
+    name: str = ""
+
+
+def encode_sound(model, sound, *, pitch="auto", name=None):
+    """A :class:`Source` from samples, a file path, or an existing Source (returned as is)."""
+    if isinstance(sound, Source):
+        return sound
+    if isinstance(sound, (str, Path)):
+        samples, _ = audio.load(sound, sample_rate=model.sample_rate)
+        name = name or Path(sound).stem
+    else:
+        samples = np.asarray(sound, np.float32)
+        if samples.ndim != 1 or samples.size == 0 or not np.all(np.isfinite(samples)):
+            raise ConfigError("a sound must be a non-empty, finite mono array [n]")
+    label = model.pitch_label(pitch, samples)
+    return Source(model.encode(samples, pitch=label), label, samples, name or "")
+
+
+def resample_latents(z, n_frames):
+    """Linear interpolation of ``[time, z]`` to ``[n_frames, z]`` in latent time."""
+    z = np.asarray(z, np.float32)
+    if len(z) == n_frames:
+        return z
+    src = np.linspace(0.0, 1.0, len(z))
+    dst = np.linspace(0.0, 1.0, n_frames)
+    return np.stack([np.interp(dst, src, z[:, d]) for d in range(z.shape[1])], axis=1).astype(np.float32)
+
+
+def align(latent_list):
+    """Resample every ``[time_i, z]`` sequence to the longest one's length."""
+    n = max(len(z) for z in latent_list)
+    return [resample_latents(z, n) for z in latent_list]
+
+
+def slerp(a, b, t):
+    """Spherical interpolation per frame between ``a`` and ``b`` ``[time, z]`` (linear where they are parallel)."""
+    na = np.linalg.norm(a, axis=-1, keepdims=True)
+    nb = np.linalg.norm(b, axis=-1, keepdims=True)
+    cos = np.sum(a * b, axis=-1, keepdims=True) / np.maximum(na * nb, 1e-9)
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))
+    so = np.sin(omega)
+    safe = so > 1e-4
+    wa = np.where(safe, np.sin((1 - t) * omega) / np.where(safe, so, 1), 1 - t)
+    wb = np.where(safe, np.sin(t * omega) / np.where(safe, so, 1), t)
+    return (wa * a + wb * b).astype(np.float32)
+
+
+def mix_latents(latent_list, weights, *, mode="linear"):
+    """Weighted mix of aligned latent sequences. ``weights`` are normalised to sum to 1.
+
+    ``linear`` is the weighted sum; ``slerp`` folds the sounds in one at a time along great
+    circles (for two sounds it is ordinary slerp), which keeps the latent norm from shrinking in
+    the middle of a mix.
+    """
+    if mode not in MIX_MODES:
+        raise ConfigError(f"mix mode must be one of {MIX_MODES}, got {mode!r}")
+    w = np.asarray(weights, np.float64)
+    if w.shape != (len(latent_list),) or np.any(w < 0) or not np.all(np.isfinite(w)) or w.sum() <= 0:
+        raise ConfigError(f"need one non-negative weight per sound ({len(latent_list)}), not all zero; got {weights!r}")
+    w = w / w.sum()
+    zs = align(latent_list)
+    if mode == "linear":
+        return np.tensordot(w, np.stack(zs), axes=1).astype(np.float32)
+    acc, total = zs[0], w[0]
+    for z, wi in zip(zs[1:], w[1:]):
+        if wi <= 0:
+            continue
+        total += wi
+        acc = slerp(acc, z, float(wi / total))
+    return acc
+
+
+def mixed_pitch(labels, weights):
+    """The pitch label of a mix: the weighted mean of the pitched labels, rounded; unpitched if none."""
+    pitched = [(p, w) for p, w in zip(labels, weights) if p != UNPITCHED and w > 0]
+    if not pitched:
+        return UNPITCHED
+    total = sum(w for _, w in pitched)
+    return int(round(sum(p * w for p, w in pitched) / total))
+
+
+def _render(model, latents, pitch, *, method, n_iter, params, started, circular=False, length=None, extra=None):
+    frames = model.decode(latents, pitch=pitch)
+    mag = spectral.frames_to_magnitude(frames, model.config)
+    samples = phase.reconstruct(mag, config=model.config, method=method, n_iter=n_iter, circular=circular,
+                                length=length)
+    samples = audio.normalize_audio(samples)
+    m = {"render_ms": (time.perf_counter() - started) * 1000}
+    m.update(extra or {})
+    return Rendered(samples, model.sample_rate, frames, latents, int(pitch), params, m)
+
+
+def mix(model, sounds, weights, *, mode="linear", pitch=None, method=phase.DEFAULT_METHOD, n_iter=None,
+        source_pitch="auto"):
+    """N-way mix of sounds (arrays, paths or Sources) with the given weights.
+
+    ``pitch`` renders the mixed timbre at that MIDI note; by default the weighted mean of the
+    sounds' own pitches.
+    """
+    started = time.perf_counter()
+    sources = [encode_sound(model, s, pitch=source_pitch) for s in sounds]
+    if len(sources) < 1:
+        raise ConfigError("mix needs at least one sound")
+    z = mix_latents([s.latents for s in sources], weights, mode=mode)
+    w = np.asarray(weights, np.float64) / np.sum(weights)
+    label = mixed_pitch([s.pitch for s in sources], w) if pitch is None else model.pitch_label(pitch)
+    params = {"weights": [float(x) for x in w], "mode": mode, "pitch": label, "method": method}
+    return _render(model, z, label, method=method, n_iter=n_iter, params=params, started=started)
+
+
+def interpolate(model, a, b, alpha, **kwargs):
+    """The sound ``alpha`` of the way from ``a`` (0) to ``b`` (1). Options as :func:`mix`."""
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ConfigError(f"alpha must be in 0..1, got {alpha!r}")
+    r = mix(model, [a, b], [1.0 - alpha, alpha], **kwargs)
+    r.params["alpha"] = float(alpha)
+    return r
+
+
+def interpolate_series(model, a, b, steps, *, source_pitch="auto", **kwargs):
+    """``steps`` sounds evenly spaced from ``a`` to ``b`` inclusive (each encoded once)."""
+    if not isinstance(steps, (int, np.integer)) or steps < 2:
+        raise ConfigError(f"steps must be an int >= 2, got {steps!r}")
+    sa = encode_sound(model, a, pitch=source_pitch)
+    sb = encode_sound(model, b, pitch=source_pitch)
+    return [interpolate(model, sa, sb, float(t), **kwargs) for t in np.linspace(0.0, 1.0, steps)]
+
+
+def xy_weights(x, y):
+    """Bilinear weights of four corners at position (x, y) in [0, 1]^2, like NSynth Super's pad.
+
+    Corner order: (0, 0), (1, 0), (0, 1), (1, 1) — bottom-left, bottom-right, top-left, top-right.
+    """
+    if not (0.0 <= float(x) <= 1.0 and 0.0 <= float(y) <= 1.0):
+        raise ConfigError(f"x and y must be in 0..1, got {x!r}, {y!r}")
+    return np.array([(1 - x) * (1 - y), x * (1 - y), (1 - x) * y, x * y], np.float64)
+
+
+def mix_xy(model, corners, x, y, **kwargs):
+    """Mix four corner sounds at pad position (x, y), computed live at any point (no grid)."""
+    if len(corners) != 4:
+        raise ConfigError(f"an XY mix needs exactly 4 corner sounds, got {len(corners)}")
+    r = mix(model, corners, xy_weights(x, y), **kwargs)
+    r.params.update({"x": float(x), "y": float(y)})
+    return r
+
+
+def render_pitch(model, sound, pitch, *, source_pitch="auto", method=phase.DEFAULT_METHOD, n_iter=None):
+    """A sound's timbre (its latents) decoded at another MIDI ``pitch``."""
+    started = time.perf_counter()
+    src = encode_sound(model, sound, pitch=source_pitch) if not _is_latents(sound) else Source(
+        np.asarray(sound, np.float32), UNPITCHED)
+    label = model.pitch_label(pitch)
+    params = {"pitch": label, "source_pitch": src.pitch, "method": method}
+    return _render(model, src.latents, label, method=method, n_iter=n_iter, params=params, started=started)
+
+
+def _is_latents(x):
+    return isinstance(x, np.ndarray) and x.ndim == 2
+
+
+def key_range(model, sound, pitches, **kwargs):
+    """:func:`render_pitch` over several MIDI notes, encoding the sound once."""
+    src = encode_sound(model, sound, pitch=kwargs.pop("source_pitch", "auto"))
+    return [render_pitch(model, src, p, **kwargs) for p in pitches]
+
+
+def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=None, blend_seconds=0.5,
+         method=phase.DEFAULT_METHOD, n_iter=None):
+    """A seamless texture loop of exactly ``round(seconds * sample_rate)`` samples.
+
+    The LSTM prior is primed with the seed sound's latents (or starts cold), sampled for the loop
+    length plus a blend region; the tail that follows the loop is crossfaded into its head in
+    latent space, so the last frame flows into the first; the decoder sees the sequence wrapped
+    around; phase is reconstructed in circular mode; and the result is resampled periodically
+    (FFT) to the exact length, which keeps the wrap seamless.
+    """
+    started = time.perf_counter()
+    seconds = float(seconds)
+    if not 0.25 <= seconds <= 600:
+        raise ConfigError(f"loop length must be in 0.25..600 s, got {seconds!r}")
+    sr, hop = model.sample_rate, model.config.hop
+    n_samples = int(round(seconds * sr))
+    n_frames = -(-n_samples // hop)
+    n_blend = int(np.clip(round(blend_seconds * model.frame_rate), 1, max(1, n_frames // 2)))
+    prime, label = None, UNPITCHED if pitch is None else model.pitch_label(pitch)
+    if seed_sound is not None:
+        src = encode_sound(model, seed_sound, pitch="auto" if pitch is None else pitch)
+        prime, label = src.latents, src.pitch if pitch is None else label
+    z = model.sample_prior(n_frames + n_blend, pitch=label, temperature=temperature, seed=seed, prime=prime)
+    w = np.linspace(0.0, 1.0, n_blend, endpoint=False)[:, None] if n_blend > 1 else np.zeros((1, 1))
+    looped = z[:n_frames].copy()
+    looped[:n_blend] = (1 - w) * z[n_frames : n_frames + n_blend] + w * z[:n_blend]
+    ctx = 8  # decoder receptive field is a few frames: give it the wrapped neighbours
+    wrapped = np.concatenate([looped[-ctx:], looped, looped[:ctx]], axis=0)
+    frames = model.decode(wrapped, pitch=label)[ctx:-ctx]
+    mag = spectral.frames_to_magnitude(frames, model.config)
+    y = phase.reconstruct(mag, config=model.config, method=method, n_iter=n_iter, circular=True)
+    if len(y) != n_samples:
+        from scipy.signal import resample
+
+        y = resample(y, n_samples).astype(np.float32)  # FFT resampling assumes periodicity: seam kept
+    y = audio.normalize_audio(y)
+    seam, inside = metrics.loop_seam_flux(y, model.config)
+    params = {"seconds": seconds, "temperature": float(temperature), "seed": int(seed), "pitch": label,
+              "seeded": seed_sound is not None, "method": method}
+    m = {"render_ms": (time.perf_counter() - started) * 1000, "seam_flux": seam, "median_flux": inside}
+    return Rendered(y, sr, frames, looped, int(label), params, m)
