@@ -86,10 +86,14 @@ def multi_resolution_stft_distance(reference, estimate, *, resolutions=((512, 12
     return float(total / len(resolutions))
 
 
-def spectral_flux(mag):
-    """Frame-to-frame spectral flux ``[time-1]``: ``||M_t - M_{t-1}||_2`` on log-magnitudes (dB/20)."""
-    logm = np.log10(np.maximum(np.asarray(mag, np.float64), 1e-7))
-    return np.linalg.norm(np.diff(logm, axis=0), axis=1)
+def spectral_flux(mag, *, floor_db=60.0):
+    """Frame-to-frame spectral flux ``[time-1]``: ``||L_t - L_{t-1}||_2 / sqrt(bins)`` in dB, where
+    ``L = 20 log10(mag)`` floored ``floor_db`` below the spectrogram's peak (so the noise floor,
+    where any change is inaudible, does not dominate)."""
+    mag = np.asarray(mag, np.float64)
+    floor = max(float(mag.max()), _EPS) * 10 ** (-floor_db / 20)
+    logm = 20 * np.log10(np.maximum(mag, floor))
+    return np.linalg.norm(np.diff(logm, axis=0), axis=1) / np.sqrt(mag.shape[-1])
 
 
 def loop_seam_flux(samples, config):

@@ -143,7 +143,7 @@ def _pv_kernel():
     return pv
 
 
-def pv_phase(mag, *, config):
+def pv_phase(mag, *, config, circular=False):
     """A phase-vocoder start for the projections: unit complex64 ``[..., time, bins]``.
 
     Each bin's phase advances, hop by hop, at the frequency of the spectral peak nearest to it
@@ -156,9 +156,24 @@ def pv_phase(mag, *, config):
     out = np.empty(flat.shape, np.complex64)
     kernel = _pv_kernel()
     advance = 2 * np.pi * config.hop / config.n_fft
+    ctx = _wrap_context(config) if circular else 0
     for i in range(flat.shape[0]):
-        kernel(flat[i], advance, out[i])
+        m = _wrap_extend(flat[i], ctx)
+        est = kernel(np.ascontiguousarray(m), advance, np.empty(m.shape, np.complex64))
+        out[i] = _close_loop(est, ctx, flat.shape[1]) if ctx else est
     return out.reshape(mag.shape)
+
+
+def _wrap_context(config):
+    return 2 * (config.n_fft // config.hop)
+
+
+def _wrap_extend(m, ctx):
+    """``[t, bins]`` -> ``[t + 2 ctx, bins]`` with the loop's end before it and its start after."""
+    if not ctx:
+        return m
+    k = min(ctx, m.shape[0])
+    return np.concatenate([m[-k:], m, m[:k]], axis=0)
 
 
 def _random_phase(shape, seed=0):
@@ -184,7 +199,7 @@ def fgla(mag, *, config, n_iter=32, circular=False, init=None, alpha=0.99):
     """
     mag = np.ascontiguousarray(mag, dtype=np.float32)
     if init is None:
-        phase = pv_phase(mag, config=config)
+        phase = pv_phase(mag, config=config, circular=circular)
     elif isinstance(init, str) and init == "random":
         phase = _random_phase(mag.shape)
     else:
@@ -214,6 +229,22 @@ def _lws_processor(n_fft, hop, window, online_iters, batch_iters):
     )
 
 
+def _close_loop(est, ctx, n):
+    """Keep frames ``ctx .. ctx+n`` of a phase estimate (LWS or phase vocoder) made on a
+    wrap-extended sequence (:func:`_wrap_extend`) and make them wrap: neither estimate is
+    circular, so frame 0 does not follow frame n-1. Frame ``ctx + n`` (a copy
+    of frame 0 estimated *after* frame n-1) holds the phase frame 0 should have; the per-bin
+    difference is spread as a linear phase ramp over the loop (a frequency shift of at most
+    half a bin per loop length, inaudible), after which the end flows into the start."""
+    k = min(ctx, n)
+    mid = est[k : k + n]
+    if len(est) <= k + n:
+        return mid
+    jump = np.angle(est[k + n] * np.conj(est[k]))
+    ramp = np.exp(-1j * jump[None, :] * (np.arange(n)[:, None] / n))
+    return mid * ramp
+
+
 def lws_phase(mag, *, config, circular=False, online_iters=10, batch_iters=100):
     """LWS phase estimate (lws package). Returns complex64 ``[..., time, bins]``.
 
@@ -222,19 +253,19 @@ def lws_phase(mag, *, config, circular=False, online_iters=10, batch_iters=100):
 
     The magnitudes must be in this package's convention, which is lws's own framing and window,
     so they are passed to lws unchanged. In circular mode each sound is extended by wrapping
-    frames around both ends, LWS runs on that, and the middle is kept.
+    frames around both ends, LWS runs on that, the middle is kept, and :func:`_close_loop` bends
+    the phase so that the last frame leads into the first.
     """
     mag = np.asarray(mag, dtype=np.float32)
     proc = _lws_processor(config.n_fft, config.hop, config.window, int(online_iters), int(batch_iters))
     flat = mag.reshape((-1,) + mag.shape[-2:])
     out = np.zeros(flat.shape, np.complex64)
-    ctx = 2 * (config.n_fft // config.hop) if circular else 0
+    ctx = _wrap_context(config) if circular else 0
     for i, m in enumerate(flat):
         if not np.any(m > 0):
             continue  # silence: leave zeros (lws would divide by zero)
+        est = proc.run_lws(_wrap_extend(m, ctx).astype(np.float64))
         if ctx:
-            k = min(ctx, m.shape[0])
-            m = np.concatenate([m[-k:], m, m[:k]], axis=0)
-        est = proc.run_lws(m.astype(np.float64))
-        out[i] = est[ctx : ctx + flat.shape[1]] if ctx else est
+            est = _close_loop(est, ctx, flat.shape[1])
+        out[i] = est
     return out.reshape(mag.shape)

@@ -39,7 +39,8 @@ class SpectralConfig:
         for perfect reconstruction by overlap-add. ``hann`` (the default) gives every phase
         method a better result than lws's own ``sqrt_hann`` (benchmarks/phase.py).
     representation : {"stft", "mel"}
-        Model frames: log-magnitude STFT bins, or log-magnitude mel bands.
+        Model frames: log-magnitude STFT bins, or log mel-band power (shown as the dB of the
+        root of each band's power, so both share one dB scale).
     n_mels : int
         Mel bands when ``representation == "mel"``.
     db_floor : float
@@ -272,8 +273,8 @@ def _mel_inverse_parts(config):
     return basis.astype(np.float32), pinv.T.astype(np.float32), col.astype(np.float32)
 
 
-def mel_to_linear(mel_mag, config, *, n_iter=16):
-    """Non-negative linear magnitudes ``[..., time, bins]`` from mel magnitudes ``[..., time, n_mels]``.
+def mel_to_linear(mel_power, config, *, n_iter=16):
+    """Non-negative linear power ``[..., time, bins]`` from mel power ``[..., time, n_mels]``.
 
     Solves ``min ||M x - y||`` over ``x >= 0`` approximately, with everything that does not depend
     on ``y`` precomputed once per config: the start is the clipped pseudo-inverse ``max(M^+ y, 0)``
@@ -283,7 +284,7 @@ def mel_to_linear(mel_mag, config, *, n_iter=16):
     (``librosa.feature.inverse.mel_to_stft``); benchmarks/phase.py measures both.
     """
     basis, pinv_t, col = _mel_inverse_parts(config)
-    y = np.maximum(np.asarray(mel_mag, dtype=np.float32), 0)
+    y = np.maximum(np.asarray(mel_power, dtype=np.float32), 0)
     eps = np.float32(1e-10)
     spread = y @ basis
     x = np.maximum(y @ pinv_t, 0) + 1e-3 * spread / np.maximum(col, eps)
@@ -303,7 +304,8 @@ def analyze(samples, config, *, circular=False):
     """Samples ``[..., n]`` -> model frames float32 ``[..., time, n_features]`` in dB (>= db_floor)."""
     mag = magnitude(samples, config, circular=circular)
     if config.representation == "mel":
-        mag = mag @ mel_basis(config).T
+        # mel bands sum *power*; a band's "amplitude" is the root of its power
+        mag = np.sqrt((mag * mag) @ mel_basis(config).T)
     return amplitude_to_db(mag, config)
 
 
@@ -321,5 +323,5 @@ def frames_to_magnitude(frames, config, *, mel_iters=16):
     mag = db_to_amplitude(frames, config)
     mag = np.where(frames <= config.db_floor + 1e-3, 0.0, mag).astype(np.float32)
     if config.representation == "mel":
-        mag = mel_to_linear(mag, config, n_iter=mel_iters)
+        mag = np.sqrt(mel_to_linear(mag * mag, config, n_iter=mel_iters))
     return mag
