@@ -71,6 +71,7 @@ def build_parser():
     p.add_argument("--beta", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--width", type=int, default=None, help="convolution channels (default 256)")
+    p.add_argument("--prior-units", type=int, default=None, help="LSTM units of the prior (default 256)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     p.add_argument("--strategy", choices=("mirrored",), default=None,
@@ -124,6 +125,7 @@ def build_parser():
     p.add_argument("-o", "--outdir", default=None, help="output folder (default: out/ beside the manifest)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--dry-run", action="store_true", help="validate and list what would be rendered")
+    p.add_argument("--model", default=None, help="use this bundle for every job (overrides the manifest)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_render)
 
@@ -236,7 +238,7 @@ def cmd_train(args):
 
     settings = TrainSettings(seed=args.seed, strategy=args.strategy)
     for arg, key in (("epochs", "epochs"), ("prior_epochs", "prior_epochs"), ("z", "z_dim"), ("beta", "beta"),
-                     ("batch_size", "batch_size"), ("width", "width")):
+                     ("batch_size", "batch_size"), ("width", "width"), ("prior_units", "prior_units")):
         if getattr(args, arg) is not None:
             setattr(settings, key, getattr(args, arg))
     model = train(args.data, args.out, settings=settings, resume=args.resume, overwrite=args.overwrite)
@@ -360,7 +362,7 @@ def cmd_render(args):
     from .render import run_manifest
 
     return run_manifest(args.manifest, outdir=args.outdir, workers=args.workers, dry_run=args.dry_run,
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, model_override=args.model)
 
 
 def cmd_app(args):

@@ -7,7 +7,7 @@ A manifest has an optional ``[defaults]`` table and ``[[job]]`` entries::
     method = "lws+fgla"         # griffinlim | fgla | lws | lws+fgla
     iters = 8                   # phase iterations (default: the method's own)
     sample_rate = 44100         # output rate in Hz (default: the model's; resampled with soxr)
-    normalize = "peak"          # "peak" | "loudness" | false
+    normalize = "peak"          # "peak" | "loudness" | false (keep the level the operation made)
     format = "wav"              # "wav" | "flac"
 
     [[job]]
@@ -63,7 +63,7 @@ import os
 import sys
 import time
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from . import audio, phase
@@ -211,8 +211,10 @@ def _out(value, kind, fmt):
     if not isinstance(value, str) or not value.strip():
         raise _Invalid(f"must be a relative path inside the output folder, got {value!r}")
     path = PurePosixPath(value.replace("\\", "/"))
-    if path.is_absolute() or ".." in path.parts or Path(value).is_absolute():
+    if path.is_absolute() or ".." in path.parts or not path.parts:
         raise _Invalid(f"must be a relative path inside the output folder (no '..', not absolute), got {value!r}")
+    if path.parts[0] == INDEX:
+        raise _Invalid(f"must not be {INDEX}: that name is the output folder's index")
     if kind in SINGLE_FILE:
         if path.suffix.lower() not in audio.WRITE_FORMATS:
             if path.suffix:
@@ -377,29 +379,28 @@ def _expand(position, kind, v, settings):
     return items
 
 
-def _check_outputs(items, outdir, label, problems):
+def _check_outputs(items, outdir, job_label, problems):
     """Outputs must stay inside OUTDIR (symlinks resolved), be written by one job only, and not
-    sit below a file."""
+    sit below another job's file. ``job_label(item)`` names the item's job in messages."""
     root = outdir.resolve()
     by_path, reported = {}, set()
     for item in items:
-        where = f"{label}: job {item.job} ({item.kind if item.kind != 'sfz' else 'export'})"
         target = (outdir / item.out).resolve()
         if not target.is_relative_to(root) and (item.job, "escape") not in reported:
             reported.add((item.job, "escape"))
-            problems.append(f"{where}: key 'out' leads outside the output folder through a symlink "
+            problems.append(f"{job_label(item)}: key 'out' leads outside the output folder through a symlink "
                             f"({item.out} -> {target})")
         other = by_path.get(item.out)
         if other is not None and other.job != item.job and (other.job, item.job) not in reported:
             reported.add((other.job, item.job))
-            problems.append(f"{where}: key 'out' writes {item.out}, which job {other.job} writes too")
+            problems.append(f"{job_label(item)}: key 'out' writes {item.out}, which job {other.job} writes too")
         by_path.setdefault(item.out, item)
     for item in items:  # an output that is a folder of another job's output
         for parent in PurePosixPath(item.out).parents:
             other = by_path.get(parent.as_posix())
             if other is not None and (other.job, item.job, "nest") not in reported:
                 reported.add((other.job, item.job, "nest"))
-                problems.append(f"{label}: job {item.job} ({item.kind}): key 'out' writes {item.out} inside "
+                problems.append(f"{job_label(item)}: key 'out' writes {item.out} inside "
                                 f"{parent}, which job {other.job} writes as a file")
 
 
@@ -454,6 +455,26 @@ def plan_manifest(manifest, *, outdir=None, overwrite=False, model_override=None
     base = manifest.absolute().parent
     outdir = Path(outdir) if outdir is not None else base / "out"
     problems = []
+    items, job_kinds = _validate(data, label, base, model_override, problems)
+
+    def job_label(item):
+        return f"{label}: job {item.job} ({job_kinds[item.job]})"
+
+    _check_outputs(items, outdir, job_label, problems)
+    index = {}
+    try:
+        index = load_index(outdir)
+    except ManifestError as exc:
+        if not overwrite:
+            problems.append(str(exc))
+    actions = _decide(items, outdir, index, overwrite, job_label, problems)
+    if problems:
+        raise ManifestProblems(problems)
+    return Plan(manifest, outdir, items, index, actions)
+
+
+def _validate(data, label, base, model_override, problems):
+    """Check the parsed manifest's tables and jobs; returns (items, {position: kind})."""
     for key in data:
         if key not in ("defaults", "job"):
             problems.append(f"{label}: unknown table or key '{key}' (a manifest has [defaults] and [[job]] entries)")
@@ -478,7 +499,7 @@ def plan_manifest(manifest, *, outdir=None, overwrite=False, model_override=None
         jobs = []
     elif not jobs:
         problems.append(f"{label}: no [[job]] entries: nothing to render")
-    items = []
+    items, job_kinds = [], {}
     for position, job in enumerate(jobs, 1):
         kind = job.get("kind")
         if kind not in KINDS:
@@ -486,6 +507,7 @@ def plan_manifest(manifest, *, outdir=None, overwrite=False, model_override=None
                             if "kind" in job else f"{label}: job {position}: key 'kind' is missing")
             continue
         where = f"{label}: job {position} ({kind})"
+        job_kinds[position] = kind
         required, optional = KINDS[kind]
         for key in job:
             if key not in ("kind", *required, *optional, *DEFAULTS):
@@ -503,27 +525,21 @@ def plan_manifest(manifest, *, outdir=None, overwrite=False, model_override=None
                     problems.append(f"{where}: key 'model' (default 'pretrained') {exc}")
                 continue
         items.extend(_expand(position, kind, values, settings))
-    _check_outputs(items, outdir, label, problems)
-    index = {}
-    try:
-        index = load_index(outdir)
-    except ManifestError as exc:
-        if not overwrite:
-            problems.append(str(exc))
-    actions = {}
-    clashes = {}
+    return items, job_kinds
+
+
+def _decide(items, outdir, index, overwrite, job_label, problems):
+    """What to do with each item given the files on disk and the index: {out: action}."""
+    actions, clashes = {}, {}
     for item in items:
         item.fingerprint = _fingerprint(item)
         path = outdir / item.out
         entry = index.get(item.out)
-        if path.is_dir():
-            problems.append(f"{label}: job {item.job} ({item.kind}): key 'out': {path} is a folder")
-            continue
         below = next((p for p in path.parents if p != outdir and p.is_relative_to(outdir) and p.is_file()), None)
-        if below is not None:
-            problems.append(f"{label}: job {item.job} ({item.kind}): key 'out': {below} is a file, not a folder")
-            continue
-        if overwrite or not path.exists():
+        if path.is_dir() or below is not None:
+            problems.append(f"{job_label(item)}: key 'out': {below or path} is in the way "
+                            f"({'a file' if below else 'a folder'})")
+        elif overwrite or not path.exists():
             actions[item.out] = "render"
         elif entry is None:
             clashes.setdefault(item.job, []).append(item)
@@ -533,14 +549,12 @@ def plan_manifest(manifest, *, outdir=None, overwrite=False, model_override=None
             actions[item.out] = "stale"
         else:
             actions[item.out] = "skip"
-    for position, clash in clashes.items():
-        more = f" and {len(clash) - 1} more of its outputs" if len(clash) > 1 else ""
-        problems.append(f"{label}: job {position} ({clash[0].kind}): key 'out': {outdir / clash[0].out}{more} "
-                        f"already exist(s) and {INDEX} does not list it (not made by specsynth render); "
-                        "use --overwrite to replace it")
-    if problems:
-        raise ManifestProblems(problems)
-    return Plan(manifest, outdir, items, index, actions)
+    for clash in clashes.values():
+        what = (f"{outdir / clash[0].out} already exists and is" if len(clash) == 1 else
+                f"{outdir / clash[0].out} and {len(clash) - 1} more of its outputs already exist and are")
+        problems.append(f"{job_label(clash[0])}: key 'out': {what} not in {INDEX} (not made by specsynth "
+                        "render); use --overwrite to replace them")
+    return actions
 
 
 # ---------------------------------------------------------------------------------------------
@@ -551,26 +565,28 @@ _SOURCES = {}  # (bundle path, sound) -> ops.Source: a job's corners are encoded
 
 
 def _init_worker(model_paths):
-    """Load each model once (the pool's initializer); a bundle that fails is reported per item."""
-    from . import load
-
+    """Forget earlier runs' models and sounds, then load each model once (the pool's initializer)."""
     _MODELS.clear()
     _SOURCES.clear()
     for path in model_paths:
         try:
+            _load_model(path)
+        except SpecsynthError:
+            pass  # remembered: each item that needs this model fails with the reason
+
+
+def _load_model(path):
+    """The loaded bundle; a bundle that fails to load fails each of its items, not the whole run."""
+    from . import load
+
+    if path not in _MODELS:
+        try:
             _MODELS[path] = load(path)
         except SpecsynthError as exc:
             _MODELS[path] = exc
-
-
-def _get_model(path):
-    model = _MODELS.get(path)
-    if model is None:
-        _init_worker([*_MODELS, path])
-        model = _MODELS[path]
-    if isinstance(model, Exception):
-        raise model
-    return model
+    if isinstance(_MODELS[path], Exception):
+        raise _MODELS[path]
+    return _MODELS[path]
 
 
 def _source(model, spec):
@@ -601,7 +617,7 @@ def render_item(item, outdir):
 
     started = time.perf_counter()
     s, p = item.settings, item.params
-    model = _get_model(s["model"])
+    model = _load_model(s["model"])
     opts = {"method": s["method"], "n_iter": s["iters"]}
     if item.kind == "interpolate":
         a, b = _source(model, item.sounds["a"]), _source(model, item.sounds["b"])
@@ -673,7 +689,7 @@ def _describe(item):
     return f"job {item.job} {item.kind}" + (f"  {text}" if text else "")
 
 
-def print_plan(plan, file=None):
+def print_plan(plan, *, file=None):
     """One line per output: action, path, job and key parameters; then a count."""
     file = file or sys.stdout
     for item in plan.items:
@@ -696,8 +712,8 @@ def _entry(item, status, metrics=None, error=None):
 
 def _remove_stale_temps(outdir, items):
     """Hidden temporary files a killed run left beside the outputs it was writing."""
-    for item in items:
-        path = Path(outdir) / item.out
+    for out in [INDEX, *(item.out for item in items)]:
+        path = Path(outdir) / out
         for tmp in path.parent.glob(f".{path.name}.*.part") if path.parent.is_dir() else ():
             tmp.unlink(missing_ok=True)
 
@@ -801,8 +817,3 @@ def _render_in_pool(items, outdir, workers, model_paths, finish):
             except Exception as exc:  # a worker died (e.g. killed for memory)
                 metrics, error = None, f"worker failed ({type(exc).__name__}: {exc})"
             finish(futures[future], metrics, error)
-
-
-def plan_as_dicts(plan):
-    """The plan as JSON-ready dicts (for tools and tests)."""
-    return [{**asdict(item), "action": plan.actions[item.out]} for item in plan.items]
