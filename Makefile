@@ -3,11 +3,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench app clean
+.PHONY: install demo test bench app pretrained clean
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml scripts/install_browser.sh
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# lws 1.2.8's pre-generated C++ does not compile on Python 3.11: build it from its .pyx.
@@ -18,6 +18,8 @@ $(STAMP): requirements.txt pyproject.toml
 	# for live playback and does not build here.
 	$(BIN)/pip install --quiet --no-deps tinysoundfont
 	$(BIN)/pip install --quiet --no-deps -e .
+	# Debian's Chromium and its driver, for the app's real-browser test.
+	bash scripts/install_browser.sh
 	touch $(STAMP)
 
 demo: install
@@ -27,7 +29,14 @@ test: install
 	$(BIN)/python -m pytest -q tests
 
 bench: install
-	$(BIN)/python benchmarks/phase.py
+	$(BIN)/python benchmarks/phase.py --write
+	$(BIN)/python benchmarks/model.py --write
+
+app: install
+	$(BIN)/specsynth app
+
+pretrained: install
+	$(BIN)/python -m specsynth.model.recipe pretrained
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

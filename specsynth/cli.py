@@ -210,7 +210,8 @@ def cmd_dataset(args):
     if Path(args.out).exists() and not args.overwrite:
         raise OutputError("already exists (use --overwrite to replace it)", path=args.out)
     check_writable_dir(Path(args.out).resolve().parent)
-    bar = lambda seq: tqdm(seq, unit="sound", file=sys.stderr)  # noqa: E731
+    # progress only on a terminal: piped stderr must hold nothing but an error's one line
+    bar = lambda seq: tqdm(seq, unit="sound", file=sys.stderr, disable=None)  # noqa: E731
     if args.soundfont is not None:
         if args.folder:
             raise SpecsynthError("give either a folder or --soundfont, not both")
@@ -320,7 +321,7 @@ def cmd_interpolate(args):
     series = ops.interpolate_series(model, a, b, args.steps, mode=args.mode, pitch=_render_pitch_arg(args),
                                     method=args.method, n_iter=args.iters)
     for path, r in zip(outs, series):
-        audio.write(path, r.samples, r.sample_rate, overwrite=args.overwrite)
+        audio.write(path, audio.normalize_audio(r.samples), r.sample_rate, overwrite=args.overwrite)
         print(f"{path}\talpha {r.params['alpha']:.2f}\tpitch {r.pitch}")
     return 0
 
@@ -338,7 +339,7 @@ def cmd_mix(args):
     model = _load_model(args.model)
     r = ops.mix_xy(model, args.corners, x, y, mode=args.mode, pitch=_render_pitch_arg(args), method=args.method,
                    n_iter=args.iters)
-    audio.write(args.out, r.samples, r.sample_rate, overwrite=args.overwrite)
+    audio.write(args.out, audio.normalize_audio(r.samples), r.sample_rate, overwrite=args.overwrite)
     w = ", ".join(f"{v:.2f}" for v in r.params["weights"])
     print(f"{args.out}\tweights {w}\tpitch {r.pitch}")
     return 0
@@ -352,7 +353,7 @@ def cmd_loop(args):
     model = _load_model(args.model)
     r = ops.loop(model, args.seed_sound, seconds=args.seconds, temperature=args.temperature, seed=args.seed,
                  pitch=_render_pitch_arg(args), method=args.method, n_iter=args.iters)
-    audio.write(args.out, r.samples, r.sample_rate, overwrite=args.overwrite)
+    audio.write(args.out, audio.normalize_audio(r.samples), r.sample_rate, overwrite=args.overwrite)
     print(f"{args.out}\t{r.seconds:.2f} s\tseam flux {r.metrics['seam_flux']:.2f} "
           f"(median inside {r.metrics['median_flux']:.2f})")
     return 0

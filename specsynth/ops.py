@@ -2,7 +2,9 @@
 
 Every operation takes a loaded model (:func:`specsynth.load`) and sounds given as mono float32
 arrays at the model's rate or as file paths, and returns a :class:`Rendered`: the audio plus what
-a UI needs (dB frames, latents, the pitch used, timings and metrics).
+a UI needs (dB frames, latents, the pitch used, timings and metrics). The audio is at the level
+the model decodes (inputs are peak-normalized on loading, so outputs are near full scale but not
+normalized): callers choose whether to normalize before writing.
 
 Time alignment: sounds of different lengths are aligned by *resampling the shorter latent
 sequence in time* to the longer's length (linear interpolation between latent frames). Unlike
@@ -137,7 +139,6 @@ def _render(model, latents, pitch, *, method, n_iter, params, started, circular=
     mag = spectral.frames_to_magnitude(frames, model.config)
     samples = phase.reconstruct(mag, config=model.config, method=method, n_iter=n_iter, circular=circular,
                                 length=length)
-    samples = audio.normalize_audio(samples)
     m = {"render_ms": (time.perf_counter() - started) * 1000}
     m.update(extra or {})
     return Rendered(samples, model.sample_rate, frames, latents, int(pitch), params, m)
@@ -198,6 +199,16 @@ def mix_xy(model, corners, x, y, **kwargs):
     return r
 
 
+def reconstruct(model, sound, *, pitch="auto", method=phase.DEFAULT_METHOD, n_iter=None):
+    """A sound through the model and back: encode, decode at its own pitch, reconstruct phase."""
+    started = time.perf_counter()
+    src = encode_sound(model, sound, pitch=pitch)
+    params = {"pitch": src.pitch, "method": method}
+    length = None if src.samples is None else len(src.samples)
+    return _render(model, src.latents, src.pitch, method=method, n_iter=n_iter, params=params, started=started,
+                   length=length)
+
+
 def render_pitch(model, sound, pitch, *, source_pitch="auto", method=phase.DEFAULT_METHOD, n_iter=None):
     """A sound's timbre (its latents) decoded at another MIDI ``pitch``."""
     started = time.perf_counter()
@@ -253,7 +264,6 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
         from scipy.signal import resample
 
         y = resample(y, n_samples).astype(np.float32)  # FFT resampling assumes periodicity: seam kept
-    y = audio.normalize_audio(y)
     seam, inside = metrics.loop_seam_flux(y, model.config)
     params = {"seconds": seconds, "temperature": float(temperature), "seed": int(seed), "pitch": label,
               "seeded": seed_sound is not None, "method": method}

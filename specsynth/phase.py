@@ -25,7 +25,7 @@ from .errors import ConfigError
 
 METHODS = ("griffinlim", "fgla", "lws", "lws+fgla")
 DEFAULT_METHOD = "lws+fgla"
-DEFAULT_ITERS = {"griffinlim": 32, "fgla": 32, "lws": 0, "lws+fgla": 8}
+DEFAULT_ITERS = {"griffinlim": 32, "fgla": 32, "lws": 100, "lws+fgla": 8}
 # When LWS only provides FGLA's start, its no-future pass plus two online passes and no batch
 # passes are enough: measured on soundfont notes (benchmarks/phase.py), the online passes carry
 # most of LWS's quality and the batch passes most of its time.
@@ -44,7 +44,7 @@ def reconstruct(mag, *, config, method=DEFAULT_METHOD, n_iter=None, circular=Fal
     config : SpectralConfig
     method : {"griffinlim", "fgla", "lws", "lws+fgla"}
     n_iter : int or None
-        Projection iterations (for ``lws`` only: LWS batch iterations, default 100).
+        Projection iterations (for ``lws``: LWS batch iterations, default 100).
         ``None`` uses ``DEFAULT_ITERS[method]``.
     circular : bool
         Treat each sound as one period of a loop.
@@ -68,7 +68,7 @@ def reconstruct(mag, *, config, method=DEFAULT_METHOD, n_iter=None, circular=Fal
     elif method == "fgla":
         spec = fgla(mag, config=config, n_iter=n_iter, circular=circular, alpha=alpha)
     elif method == "lws":
-        spec = lws_phase(mag, config=config, circular=circular, **{**LWS_FULL, "batch_iters": n_iter or 100})
+        spec = lws_phase(mag, config=config, circular=circular, **{**LWS_FULL, "batch_iters": n_iter})
     else:
         init = lws_phase(mag, config=config, circular=circular, **LWS_INIT)
         spec = fgla(mag, config=config, n_iter=n_iter, circular=circular, alpha=alpha, init=init)

@@ -47,36 +47,75 @@ def estimate_pitch(samples, sample_rate):
     fewer than 20% of frames are voiced."""
     import librosa
 
-    f0, voiced, _ = librosa.pyin(
+    f0, voiced, prob = librosa.pyin(
         np.asarray(samples, np.float32), fmin=librosa.note_to_hz("C1"), fmax=librosa.note_to_hz("C7"),
         sr=sample_rate, frame_length=2048,
     )
+    # pyin's HMM can sit in its voiced state through white noise at ~1% voicing probability;
+    # such frames are not evidence of a pitch
+    voiced = voiced & (prob >= 0.1)
     if voiced.mean() < 0.2 or not np.any(np.isfinite(f0[voiced])):
         return UNPITCHED
     return int(np.clip(np.round(librosa.hz_to_midi(np.nanmedian(f0[voiced]))), 0, 127))
 
 
+COMB_FLOOR_DB = -60.0
+
+
+def _hann_kernel(d):
+    """Power response of a Hann window ``d`` bins away from a sinusoid (1 at d = 0)."""
+    d = np.asarray(d, np.float64)
+    near_one = np.isclose(np.abs(d), 1.0)
+    safe = np.where(near_one, 0.5, d)
+    k = np.sinc(safe) / (1.0 - safe**2)
+    return np.where(near_one, 0.25, k**2)
+
+
 @functools.lru_cache(maxsize=8)
 def _feature_table(config):
-    """[129, n_features + 1]: a harmonic comb over the model's feature axis for each MIDI note
-    (peaks at every harmonic below Nyquist, one bin wide), plus an 'unpitched' flag column."""
-    freqs = np.arange(config.n_bins) * config.sample_rate / config.n_fft
+    """[129, n_features + 1]: for each MIDI note, the dB shape a perfectly harmonic sound leaves in a
+    frame (the Hann window's response summed over every partial below Nyquist, 0 dB on the
+    partials, floored at -60 dB between them) divided by 20; plus an 'unpitched' flag column."""
+    bins = np.arange(config.n_bins)
     bin_hz = config.sample_rate / config.n_fft
     table = np.zeros((UNPITCHED + 1, config.n_features + 1), np.float32)
     for midi in range(128):
-        f0 = midi_to_hz(midi)
-        harmonics = f0 * np.arange(1, int(config.sample_rate / 2 / f0) + 1)
-        if harmonics.size == 0:
+        f0 = float(midi_to_hz(midi))
+        partials = f0 * np.arange(1, int(config.sample_rate / 2 / f0) + 1) / bin_hz
+        if partials.size == 0:
             continue
-        dist = np.abs(freqs[:, None] - harmonics[None, :]).min(axis=1) / bin_hz
-        comb = np.exp(-0.5 * dist**2)
+        power = np.zeros(config.n_bins)
+        for start in range(0, partials.size, 64):  # chunks keep the [bins, partials] array small
+            d = bins[:, None] - partials[None, start : start + 64]
+            power += np.where(np.abs(d) < 12, _hann_kernel(d), 0.0).sum(axis=1)
         if config.representation == "mel":
             basis = spectral.mel_basis(config)
-            comb = (basis @ comb) / np.maximum(basis.sum(axis=1), 1e-9)
-        table[midi, :-1] = comb
+            power = (basis @ power) / np.maximum(basis.sum(axis=1), 1e-9)
+        db = 10 * np.log10(np.maximum(power / power.max(), 10 ** (COMB_FLOOR_DB / 10)))
+        table[midi, :-1] = db / 20.0
     table[UNPITCHED, -1] = 1.0
     table.setflags(write=False)
     return table
+
+
+@functools.lru_cache(maxsize=256)
+def _linear_comb(pitch, sample_rate, n_fft, floor):
+    bins = n_fft // 2 + 1
+    if pitch >= UNPITCHED:
+        return np.ones(bins, np.float32)
+    freqs = np.arange(bins) * sample_rate / n_fft
+    f0 = float(midi_to_hz(pitch))
+    harmonics = f0 * np.arange(1, max(int(sample_rate / 2 / f0), 1) + 1)
+    dist = np.abs(freqs[:, None] - harmonics[None, :]).min(axis=1) / (sample_rate / n_fft)
+    comb = np.maximum(np.exp(-0.5 * (dist / 0.5) ** 2), floor).astype(np.float32)
+    comb.setflags(write=False)
+    return comb
+
+
+def harmonic_prior(pitch, config, *, floor=0.02):
+    """A ``[bins]`` weighting over linear STFT bins for :func:`specsynth.spectral.mel_to_linear`:
+    1 on the partials of ``pitch``, falling to ``floor`` between them (all ones when unpitched)."""
+    return _linear_comb(int(pitch), config.sample_rate, config.n_fft, float(floor))
 
 
 def pitch_features(pitch, config):

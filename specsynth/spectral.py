@@ -265,15 +265,17 @@ def mel_basis(config):
 
 @functools.lru_cache(maxsize=8)
 def _mel_inverse_parts(config):
+    from scipy import sparse
+
     basis = mel_basis(config).astype(np.float64)
-    # Bins that no filter covers (above fmax, say) get nothing back; the rest are weighted by
-    # how much filter mass reaches them, which is what the multiplicative update divides by.
+    # Each mel filter touches a few bins: sparse products make an update cost O(time x nonzeros).
     col = basis.sum(axis=0)
     pinv = np.linalg.pinv(basis)
-    return basis.astype(np.float32), pinv.T.astype(np.float32), col.astype(np.float32)
+    sparse_basis = sparse.csr_matrix(basis.astype(np.float32))
+    return sparse_basis, sparse_basis.T.tocsr(), pinv.astype(np.float32), col.astype(np.float32)
 
 
-def mel_to_linear(mel_power, config, *, n_iter=16):
+def mel_to_linear(mel_power, config, *, n_iter=16, prior=None):
     """Non-negative linear power ``[..., time, bins]`` from mel power ``[..., time, n_mels]``.
 
     Solves ``min ||M x - y||`` over ``x >= 0`` approximately, with everything that does not depend
@@ -282,18 +284,29 @@ def mel_to_linear(mel_power, config, *, n_iter=16):
     multiplicative updates ``x <- x * M^T(y / Mx) / M^T 1`` refine it. Two small matrix
     products per update, instead of librosa's per-call L-BFGS NNLS
     (``librosa.feature.inverse.mel_to_stft``); benchmarks/phase.py measures both.
+
+    ``prior`` (non-negative, ``[bins]`` or broadcastable to the output) multiplies the start.
+    Multiplicative updates keep the start's structure, so a harmonic comb for a known pitch puts
+    each band's power on the partials inside it instead of spreading it over the band; that is
+    what places the pitch more finely than the mel bands can.
     """
-    basis, pinv_t, col = _mel_inverse_parts(config)
+    basis, basis_t, pinv, col = _mel_inverse_parts(config)
     y = np.maximum(np.asarray(mel_power, dtype=np.float32), 0)
+    lead, n_mels = y.shape[:-1], y.shape[-1]
+    y = y.reshape(-1, n_mels).T  # [n_mels, frames]: sparse matrix on the left
     eps = np.float32(1e-10)
-    spread = y @ basis
-    x = np.maximum(y @ pinv_t, 0) + 1e-3 * spread / np.maximum(col, eps)
-    safe_col = np.where(col > eps, col, 1.0).astype(np.float32)
+    spread = np.asarray(basis_t @ y)
+    if prior is None:
+        x = np.maximum(pinv @ y, 0) + 1e-3 * spread / np.maximum(col, eps)[:, None]
+    else:
+        prior = np.broadcast_to(np.asarray(prior, np.float32), lead + (col.size,)).reshape(-1, col.size).T
+        x = spread / np.maximum(col, eps)[:, None] * prior
+    safe_col = np.where(col > eps, col, 1.0).astype(np.float32)[:, None]
     for _ in range(n_iter):
-        ratio = y / (x @ basis.T + eps)
-        x = x * (ratio @ basis) / safe_col
-    x[..., col <= eps] = 0.0
-    return x.astype(np.float32)
+        ratio = y / (np.asarray(basis @ x) + eps)
+        x = x * np.asarray(basis_t @ ratio) / safe_col
+    x[col <= eps] = 0.0
+    return np.ascontiguousarray(x.T.reshape(lead + (col.size,)), dtype=np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,10 +322,11 @@ def analyze(samples, config, *, circular=False):
     return amplitude_to_db(mag, config)
 
 
-def frames_to_magnitude(frames, config, *, mel_iters=16):
+def frames_to_magnitude(frames, config, *, mel_iters=16, mel_prior=None):
     """Model frames in dB ``[..., time, n_features]`` -> linear STFT magnitudes ``[..., time, bins]``.
 
     Values at the dB floor are treated as silence (zero magnitude), so silence in gives silence out.
+    ``mel_prior`` is passed to :func:`mel_to_linear` as its ``prior`` (mel frames only).
     """
     frames = np.asarray(frames, dtype=np.float32)
     if frames.shape[-1] != config.n_features:
@@ -323,5 +337,5 @@ def frames_to_magnitude(frames, config, *, mel_iters=16):
     mag = db_to_amplitude(frames, config)
     mag = np.where(frames <= config.db_floor + 1e-3, 0.0, mag).astype(np.float32)
     if config.representation == "mel":
-        mag = np.sqrt(mel_to_linear(mag * mag, config, n_iter=mel_iters))
+        mag = np.sqrt(mel_to_linear(mag * mag, config, n_iter=mel_iters, prior=mel_prior))
     return mag

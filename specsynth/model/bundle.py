@@ -206,6 +206,9 @@ def load_bundle(path="pretrained"):
         except Exception as exc:  # Keras reports many kinds of failure; the reason is what matters
             raise BundleError(f"{name}.keras cannot be loaded ({str(exc).splitlines()[0][:200]})", path=path) from None
     vae, prior = models["vae"], models["prior"]
+    for name, model, cls in (("vae", vae, _vae.VAE), ("prior", prior, _prior.LatentPrior)):
+        if not isinstance(model, cls):
+            raise BundleError(f"{name}.keras holds a {type(model).__name__}, not a specsynth {cls.__name__}", path=path)
     try:
         with np.load(path / "norm.npz") as data:
             norm = {k: data[k].astype(np.float32) for k in ("frame_mean", "frame_std", "latent_mean", "latent_std")}
@@ -216,7 +219,9 @@ def load_bundle(path="pretrained"):
         problems.append(f"vae.keras has {vae.features} features but config.json's spectral config has {config.n_features}")
     if hyper.get("z_dim") != vae.z_dim or prior.z_dim != vae.z_dim:
         problems.append(f"latent sizes disagree: config.json {hyper.get('z_dim')}, vae {vae.z_dim}, prior {prior.z_dim}")
-    if norm["frame_mean"].shape != (config.n_features,) or norm["latent_mean"].shape != (vae.z_dim,):
+    if any(norm[k].shape != (config.n_features,) for k in ("frame_mean", "frame_std")) or any(
+        norm[k].shape != (vae.z_dim,) for k in ("latent_mean", "latent_std")
+    ):
         problems.append("norm.npz shapes do not match the model")
     if problems:
         raise BundleError("config does not match the weights: " + "; ".join(problems), path=path)

@@ -105,10 +105,6 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
     Returns the loaded :class:`specsynth.model.bundle.Model`.
     """
     from ..data import Dataset, segments, tf_dataset
-    from ._keras import keras
-    from .bundle import load_bundle, save_bundle
-    from .prior import LatentPrior, prior_pitch_features
-    from .vae import VAE
 
     settings = settings or TrainSettings()
     settings.check()
@@ -123,6 +119,12 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
         raise ConfigError(f"nothing to resume: {state_path} does not exist")
     data = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     config = data.config
+    # TensorFlow loads only now, so the user errors above are reported without waiting for it
+    from ._keras import keras
+    from .bundle import load_bundle, save_bundle
+    from .prior import LatentPrior, prior_pitch_features
+    from .vae import VAE
+
     started = time.time()
 
     if resume:
@@ -137,8 +139,13 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
         train_frames = np.concatenate([data.item_frames(data.items[i]) for i in train_idx])
         state = {
             "settings": asdict(settings), "train_items": train_idx, "val_items": val_idx,
-            "frame_mean": train_frames.mean(axis=0).tolist(),
-            "frame_std": np.maximum(train_frames.std(axis=0), 1e-2).tolist(),
+            # One offset and one scale for every feature (the decoder's envelope is smooth, so
+            # the targets should not carry a per-bin offset it cannot draw).
+            "frame_mean": np.full(config.n_features, float(train_frames.mean())).tolist(),
+            # Per-feature scales would blow up the bins that are nearly always at the floor in
+            # training (a held-out sound with energy there lands hundreds of "stds" out); a
+            # shared one keeps the loss in plain dB^2, like the metrics.
+            "frame_std": np.full(config.n_features, max(float(train_frames.std()), 1e-2)).tolist(),
             "vae_epochs_done": 0, "prior_epochs_done": 0, "elapsed_s": 0.0,
         }
         _atomic_json(state_path, state)
@@ -171,7 +178,9 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
             vae = keras.saving.load_model(vae_path, safe_mode=True)
         else:
             vae = VAE(config.n_features, z_dim=settings.z_dim, width=settings.width, kernel=settings.kernel,
-                      beta=settings.beta, warmup_steps=settings.warmup_steps, seed=settings.seed)
+                      beta=settings.beta, warmup_steps=settings.warmup_steps, seed=settings.seed,
+                      # the envelope's frequency axis: mel-like over STFT bins, as is over mel bands
+                      warp=8.0 if config.representation == "stft" else 1e6)
             vae.compile(optimizer=keras.optimizers.Adam(settings.learning_rate))
     if state["vae_epochs_done"] < settings.epochs:
         train_in = vae_inputs(train_idx)
@@ -234,7 +243,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
         "items": len(data.items), "train_items": len(train_idx), "val_items": len(val_idx),
         "val_names": [data.items[i]["name"] for i in val_idx][:200],
         "data_summary": data.summary, "seconds": round(elapsed_s, 1), "seed": settings.seed,
-        "machine": _machine(),
+        "machine": _machine(), "history": state.get("history", {}),
     }
     norm = {"frame_mean": frame_mean, "frame_std": frame_std, "latent_mean": latent_mean.astype(np.float32),
             "latent_std": latent_std.astype(np.float32)}

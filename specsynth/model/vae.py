@@ -4,10 +4,13 @@ Frames ``[time, F]`` (normalised dB) are encoded, with a few frames of context o
 (1-D convolutions over time), into a latent sequence ``[time, z]`` at the STFT frame rate
 (``sample_rate / hop``, 62.5 Hz by default). The decoder sees the latents and the pitch features of
 :mod:`specsynth.pitch` (a harmonic comb over the feature axis plus an 'unpitched' flag): its
-output is ``base(h) + gain(h) * comb``, so harmonic positions come from the pitch label and the
-timbre from the latents, and a timbre can be decoded at any pitch.
+output is a source-filter frame (:class:`HarmonicOutput`): a smooth envelope plus the pitch's
+comb carved to a smooth harmonicity, so partials come from the pitch label and the timbre from
+the latents, and a timbre can be decoded at any pitch.
 """
 from __future__ import annotations
+
+import numpy as np
 
 from ._keras import keras
 from keras import layers, ops
@@ -28,31 +31,53 @@ class BroadcastTime(layers.Layer):
         return (seq[0], seq[1], vec[-1])
 
 
+def smooth_basis(features, bands, warp):
+    """``[bands, features]`` overlapping triangles, evenly spaced on the warped axis
+    ``log(1 + k / warp)`` (mel-like for STFT bins; ``warp`` large makes it linear)."""
+    k = np.arange(features, dtype=np.float64)
+    u = np.log1p(k / warp)
+    centres = np.linspace(u[0], u[-1], bands)
+    width = centres[1] - centres[0]
+    return np.maximum(0.0, 1.0 - np.abs(u[None, :] - centres[:, None]) / width).astype("float32")
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class HarmonicOutput(layers.Layer):
-    """``out = base(h) + gain(h) * comb``: the pitch's harmonic comb shaped by the hidden state."""
+    """A source-filter frame: ``out = envelope(h) + harmonicity(h) * scale * comb``.
 
-    def __init__(self, features, **kwargs):
+    The envelope is a smooth curve (``env_bands`` triangles on a warped frequency axis) and the
+    harmonicity is smooth too (``harm_bands`` triangles, squashed to 0..1), so neither can place
+    partials at particular bins: partials come only from the pitch's comb (its dB shape, from
+    :mod:`specsynth.pitch`). A timbre therefore renders at any pitch, seen in training or not.
+    """
+
+    def __init__(self, features, env_bands=80, harm_bands=8, warp=8.0, **kwargs):
         super().__init__(**kwargs)
-        self.features = features
-        self.base = layers.Dense(features, name="base")
-        self.gain = layers.Dense(features, name="gain")
+        self.features, self.env_bands, self.harm_bands, self.warp = features, env_bands, harm_bands, warp
+        self.env = layers.Dense(env_bands, name="envelope")
+        self.harm = layers.Dense(harm_bands, name="harmonicity")
+        self._env_basis = smooth_basis(features, env_bands, warp)
+        self._harm_basis = smooth_basis(features, harm_bands, warp)
 
     def build(self, input_shapes):
         h_shape, _ = input_shapes
-        self.base.build(h_shape)
-        self.gain.build(h_shape)
+        self.env.build(h_shape)
+        self.harm.build(h_shape)
+        self.scale = self.add_weight(shape=(), initializer=keras.initializers.Constant(1.0), name="comb_scale")
 
     def call(self, inputs):
         h, pitch_seq = inputs
         comb = pitch_seq[..., : self.features]
-        return self.base(h) + self.gain(h) * comb
+        envelope = ops.matmul(self.env(h), self._env_basis)
+        harmonicity = ops.matmul(ops.sigmoid(self.harm(h)), self._harm_basis)
+        return envelope + harmonicity * self.scale * comb
 
     def compute_output_shape(self, input_shapes):
         return tuple(input_shapes[0][:-1]) + (self.features,)
 
     def get_config(self):
-        return {**super().get_config(), "features": self.features}
+        return {**super().get_config(), "features": self.features, "env_bands": self.env_bands,
+                "harm_bands": self.harm_bands, "warp": self.warp}
 
 
 def build_encoder(features, *, z_dim=16, width=256, kernel=5):
@@ -67,7 +92,7 @@ def build_encoder(features, *, z_dim=16, width=256, kernel=5):
     return keras.Model([frames, pitch], [mean, logvar], name="encoder")
 
 
-def build_decoder(features, *, z_dim=16, width=256, kernel=5):
+def build_decoder(features, *, z_dim=16, width=256, kernel=5, warp=8.0):
     z = keras.Input((None, z_dim), name="z")
     pitch = keras.Input((features + 1,), name="pitch")
     pitch_seq = BroadcastTime(name="pitch_time")([z, pitch])
@@ -75,7 +100,7 @@ def build_decoder(features, *, z_dim=16, width=256, kernel=5):
     h = layers.Concatenate(name="with_pitch")([z, BroadcastTime(name="pitch_embed_time")([z, p])])
     h = layers.Conv1D(width, kernel, padding="same", activation="gelu", name="conv1")(h)
     h = layers.Conv1D(2 * width, kernel, padding="same", activation="gelu", name="conv2")(h)
-    out = HarmonicOutput(features, name="frames")([h, pitch_seq])
+    out = HarmonicOutput(features, warp=warp, name="frames")([h, pitch_seq])
     return keras.Model([z, pitch], out, name="decoder")
 
 
@@ -88,13 +113,13 @@ class VAE(keras.Model):
     from 0 to ``beta`` over ``warmup_steps`` optimizer steps (KL warm-up).
     """
 
-    def __init__(self, features, z_dim=16, width=256, kernel=5, beta=1.0, warmup_steps=2000, seed=0,
+    def __init__(self, features, z_dim=16, width=256, kernel=5, beta=1.0, warmup_steps=2000, seed=0, warp=8.0,
                  encoder=None, decoder=None, **kwargs):
         super().__init__(**kwargs)
         self.features, self.z_dim, self.width, self.kernel = features, z_dim, width, kernel
-        self.beta, self.warmup_steps, self.seed = float(beta), int(warmup_steps), int(seed)
+        self.beta, self.warmup_steps, self.seed, self.warp = float(beta), int(warmup_steps), int(seed), float(warp)
         self.encoder = encoder or build_encoder(features, z_dim=z_dim, width=width, kernel=kernel)
-        self.decoder = decoder or build_decoder(features, z_dim=z_dim, width=width, kernel=kernel)
+        self.decoder = decoder or build_decoder(features, z_dim=z_dim, width=width, kernel=kernel, warp=warp)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self._total_tracker = keras.metrics.Mean(name="loss")
         self._recon_tracker = keras.metrics.Mean(name="recon")
@@ -143,7 +168,7 @@ class VAE(keras.Model):
         return {
             **super().get_config(),
             "features": self.features, "z_dim": self.z_dim, "width": self.width, "kernel": self.kernel,
-            "beta": self.beta, "warmup_steps": self.warmup_steps, "seed": self.seed,
+            "beta": self.beta, "warmup_steps": self.warmup_steps, "seed": self.seed, "warp": self.warp,
             "encoder": keras.saving.serialize_keras_object(self.encoder),
             "decoder": keras.saving.serialize_keras_object(self.decoder),
         }

@@ -1,0 +1,150 @@
+"""Model benchmark: the held-out figures of a bundle (default: pretrained/).
+
+    .venv/bin/python benchmarks/model.py [--model BUNDLE] [--write]
+
+On the held-out soundfont notes of specsynth.model.recipe (programs and pitches never trained on):
+
+* round trip: encode -> decode -> phase (default method), log-mel distance to the original
+  (128 bands, floored 80 dB below the peak), against the oracle: the note's true STFT magnitudes
+  through the same phase method. Target: model <= oracle + 2 dB (median over notes);
+* pitch: each note decoded at its own pitch and at +-5 semitones, pyin median f0 against the
+  target note, in cents. Target: within 20 cents;
+* speed: encode + decode + phase of a 4 s note (median of repeats, target <= 100 ms) and bundle
+  load time (target <= 2 s; TensorFlow's one-off import is reported separately);
+* prior: latents sampled from the LSTM prior (unprimed, temperature 1) against the encoded
+  held-out latents: per-dimension mean (difference in units of the encoded std) and variance
+  (ratio), target within 20%;
+* training time, from the bundle's config.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from _common import ROOT, machine_line, write_section
+
+from specsynth import audio, metrics, phase, spectral  # noqa: E402
+from specsynth.model import recipe  # noqa: E402
+from specsynth.soundfont import note_name, render_note  # noqa: E402
+
+SECTION = "## Model"
+
+
+def pyin_cents(y, target, sr):
+    import librosa
+
+    f0, voiced, _ = librosa.pyin(y, fmin=40, fmax=2100, sr=sr, frame_length=2048)
+    if not np.any(voiced):
+        return float("nan")
+    return float(1200 * np.log2(np.nanmedian(f0[voiced]) / librosa.midi_to_hz(target)))
+
+
+def cold_import_seconds():
+    code = "import time; t = time.time(); import specsynth.model._keras; print(time.time() - t)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def run(model_path, repeats=5):
+    import specsynth
+
+    import_s = cold_import_seconds()
+    import specsynth.model._keras  # noqa: F401  (the one-off import, not counted in the load time)
+
+    t = time.perf_counter()
+    model = specsynth.load(model_path)
+    load_s = time.perf_counter() - t
+    cfg, sr = model.config, model.sample_rate
+    rows, gaps, cents, times = [], [], [], []
+    latents = []
+    for program, pitch in recipe.HELDOUT_NOTES:
+        x = audio.normalize_audio(render_note(program, pitch, sample_rate=sr))
+        z = model.encode(x, pitch=pitch)
+        latents.append(z)
+        y = model.reconstruct(x, pitch=pitch)
+        oracle = phase.reconstruct(spectral.magnitude(x, cfg), config=cfg, length=len(x))
+        lsd, lsd_oracle = metrics.log_mel_distance(x, y, sr), metrics.log_mel_distance(x, oracle, sr)
+        c = {d: pyin_cents(model.synthesize(z, pitch=pitch + d, length=len(x)), pitch + d, sr) for d in (-5, 0, 5)}
+        gaps.append(lsd - lsd_oracle)
+        cents.extend(abs(v) for v in c.values() if np.isfinite(v))
+        rows.append((note_name(program, pitch), lsd, lsd_oracle, c))
+    x = audio.normalize_audio(render_note(*recipe.HELDOUT_NOTES[0], sample_rate=sr))
+    model.reconstruct(x, pitch=recipe.HELDOUT_NOTES[0][1])  # warm
+    for _ in range(repeats):
+        t = time.perf_counter()
+        model.reconstruct(x, pitch=recipe.HELDOUT_NOTES[0][1])
+        times.append(time.perf_counter() - t)
+    enc = np.concatenate(latents)
+    samples = np.concatenate([model.sample_prior(250, pitch=p, temperature=1.0, seed=i)
+                              for i, (_, p) in enumerate(recipe.HELDOUT_NOTES)])
+    mean_diff = np.abs(samples.mean(0) - enc.mean(0)) / enc.std(0)
+    var_ratio = samples.var(0) / enc.var(0)
+    return {
+        "rows": rows, "gap": statistics.median(gaps), "lsd": statistics.median(r[1] for r in rows),
+        "lsd_oracle": statistics.median(r[2] for r in rows), "cents_max": max(cents) if cents else float("nan"),
+        "cents_median": statistics.median(cents) if cents else float("nan"),
+        "cents_within_20": sum(c <= 20 for c in cents) / max(len(cents), 1),
+        "ms": 1000 * statistics.median(times), "load_s": load_s, "import_s": import_s,
+        "prior_mean_diff_max": float(mean_diff.max()), "prior_var_ratio_min": float(var_ratio.min()),
+        "prior_var_ratio_max": float(var_ratio.max()), "train_s": model.meta["training"]["seconds"],
+        "train_machine": model.meta["training"].get("machine", "?"), "config": cfg, "hyper": model.meta["model"],
+    }
+
+
+def render(r, model_path):
+    ok = lambda b: "**PASS**" if b else "**FAIL**"  # noqa: E731
+    cfg, hyper = r["config"], r["hyper"]
+    lines = [
+        SECTION, "",
+        f"`.venv/bin/python benchmarks/model.py --model {model_path} --write` on {machine_line()}", "",
+        f"Bundle: {cfg.representation} frames ({cfg.n_features} features), n_fft {cfg.n_fft}, hop {cfg.hop}, "
+        f"{cfg.sample_rate} Hz; z = {hyper['z_dim']} at {cfg.frame_rate:g} Hz; width {hyper['width']}; "
+        f"beta {hyper['beta']}; {hyper['epochs']} VAE + {hyper['prior_epochs']} prior epochs.", "",
+        f"Held-out notes ({len(r['rows'])}): programs {list(recipe.HELDOUT_PROGRAMS)} never trained on, and "
+        "trained programs at odd pitches (training used even pitches only).", "",
+        "| note | model LSD (dB) | oracle LSD (dB) | gap (dB) | cents at -5 / 0 / +5 st |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, lsd, orc, c in r["rows"]:
+        cs = " / ".join(f"{c[d]:+.0f}" for d in (-5, 0, 5))
+        lines.append(f"| {name} | {lsd:.2f} | {orc:.2f} | {lsd - orc:+.2f} | {cs} |")
+    lines += [
+        "", "### Targets", "",
+        f"- {ok(r['gap'] <= 2)} round trip: median log-mel distance {r['lsd']:.2f} dB vs oracle {r['lsd_oracle']:.2f} dB; "
+        f"median gap {r['gap']:+.2f} dB (target <= +2 dB)",
+        f"- {ok(r['cents_max'] <= 20)} pitch: {100 * r['cents_within_20']:.0f}% of renders within 20 cents; median "
+        f"{r['cents_median']:.0f}, worst {r['cents_max']:.0f} cents (target: all within 20)",
+        f"- {ok(r['ms'] <= 100)} encode + decode + phase of a 4 s note: {r['ms']:.0f} ms (target <= 100 ms)",
+        f"- {ok(r['load_s'] <= 2)} bundle load {r['load_s']:.2f} s (target <= 2 s), after TensorFlow's one-off "
+        f"import ({r['import_s']:.1f} s in a fresh process, paid once by any command that touches a model)",
+        f"- {ok(r['train_s'] <= 1800)} training from scratch: {r['train_s'] / 60:.1f} min on {r['train_machine']} "
+        "(target <= 30 min on 2 cores)",
+        f"- {ok(r['prior_mean_diff_max'] <= 0.2 and 0.8 <= r['prior_var_ratio_min'] and r['prior_var_ratio_max'] <= 1.2)} "
+        f"prior: per-dimension mean within {r['prior_mean_diff_max']:.2f} encoded std; variance ratio "
+        f"{r['prior_var_ratio_min']:.2f}..{r['prior_var_ratio_max']:.2f} (target within 20%)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="pretrained")
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args(argv)
+    r = run(args.model)
+    text = render(r, args.model)
+    print(text)
+    if args.write:
+        write_section(SECTION, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Render benchmark: batch throughput, an NSynth Super-sized corner set, loop seams, interpolation.
+
+    .venv/bin/python benchmarks/render.py [--model BUNDLE] [--workers 2] [--full] [--write]
+
+* throughput: `specsynth render` of a grid manifest (4 s corner notes, 5 x 5 positions x 4
+  pitches = 100 sounds) with N workers; output samples per second of wall time, whole command
+  (model loading in the workers included). Target >= 2 million samples/s on 2 cores.
+* NSynth Super-sized set (`--full`): 9 x 9 positions x 16 pitches (1,296 sounds of 4 s).
+* loops: spectral flux across the wrap point vs the median flux inside, for every loop
+  (seeded by several notes, and unseeded, at two temperatures). Target: seam <= median.
+* interpolation: along 7-step series between held-out note pairs, the log-mel distance to A
+  rises and to B falls monotonically (median over pairs), and the endpoints are as close to A
+  and B as the model's own round trip.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import machine_line, write_section
+
+from specsynth import audio, metrics, ops  # noqa: E402
+from specsynth.soundfont import note_name, render_note  # noqa: E402
+
+SECTION = "## Rendering"
+CORNERS = ["gm:42:60", "gm:73:60", "gm:4:60", "gm:56:60"]
+PAIRS = [((42, 60), (73, 60)), ((0, 55), (56, 55)), ((24, 52), (48, 52)), ((11, 67), (81, 67)),
+         ((1, 61), (41, 61)), ((70, 63), (74, 63))]
+LOOP_SEEDS = [None, (48, 48), (89, 60), (52, 57), (0, 60)]
+
+
+def grid_manifest(folder, model, resolution, pitches, method):
+    text = (f'[defaults]\nmodel = "{model}"\nmethod = "{method}"\n\n[[job]]\nkind = "grid"\n'
+            f"corners = {CORNERS!r}\nresolution = {resolution}\npitches = {list(pitches)!r}\n"
+            'out = "grid"\n').replace("'", '"')
+    path = Path(folder) / "bench.toml"
+    path.write_text(text)
+    return path
+
+
+def throughput(model_path, resolution, pitches, workers, method):
+    from specsynth.render import run_manifest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = grid_manifest(tmp, Path(model_path).resolve() if model_path != "pretrained" else model_path,
+                                 resolution, pitches, method)
+        t = time.perf_counter()
+        code = run_manifest(manifest, outdir=Path(tmp) / "out", workers=workers)
+        wall = time.perf_counter() - t
+        files = list((Path(tmp) / "out").rglob("*.wav"))
+        n = sum(audio.file_info(f)["frames"] for f in files)
+    return {"sounds": len(files), "samples": n, "wall": wall, "rate": n / wall, "ok": code == 0}
+
+
+def loops(model):
+    rows = []
+    for seed_note in LOOP_SEEDS:
+        for temperature in (0.8, 1.0):
+            seed = None if seed_note is None else audio.normalize_audio(render_note(*seed_note))
+            r = ops.loop(model, seed, seconds=8.0, temperature=temperature, seed=3)
+            label = "unseeded" if seed_note is None else note_name(*seed_note)
+            rows.append((label, temperature, r.metrics["seam_flux"], r.metrics["median_flux"], len(r.samples)))
+    return rows
+
+
+def interpolation(model, steps=7):
+    to_a, to_b, ends = [], [], []
+    for (pa, ka), (pb, kb) in PAIRS:
+        a = audio.normalize_audio(render_note(pa, ka))
+        b = audio.normalize_audio(render_note(pb, kb))
+        series = ops.interpolate_series(model, ops.encode_sound(model, a, pitch=ka),
+                                        ops.encode_sound(model, b, pitch=kb), steps)
+        to_a.append([metrics.log_mel_distance(a, r.samples, model.sample_rate) for r in series])
+        to_b.append([metrics.log_mel_distance(b, r.samples, model.sample_rate) for r in series])
+        rt_a = metrics.log_mel_distance(a, audio.normalize_audio(model.reconstruct(a, pitch=ka)), model.sample_rate)
+        rt_b = metrics.log_mel_distance(b, audio.normalize_audio(model.reconstruct(b, pitch=kb)), model.sample_rate)
+        ends.append((to_a[-1][0] - rt_a, to_b[-1][-1] - rt_b))
+    med_a = np.median(np.array(to_a), axis=0)
+    med_b = np.median(np.array(to_b), axis=0)
+    return med_a, med_b, ends
+
+
+def main(argv=None):
+    import specsynth
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="pretrained")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--method", default="lws+fgla")
+    parser.add_argument("--full", action="store_true", help="also render the 9x9x16 NSynth Super-sized set")
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args(argv)
+
+    tp = throughput(args.model, 5, [48, 55, 60, 67], args.workers, args.method)
+    full = throughput(args.model, 9, list(range(45, 77, 2)), args.workers, args.method) if args.full else None
+    model = specsynth.load(args.model)
+    loop_rows = loops(model)
+    med_a, med_b, ends = interpolation(model)
+
+    ok = lambda b: "**PASS**" if b else "**FAIL**"  # noqa: E731
+    lines = [SECTION, "", f"`.venv/bin/python benchmarks/render.py --model {args.model} --workers {args.workers}"
+             f"{' --full' if args.full else ''} --write` on {machine_line()}", "",
+             "| batch | sounds | output samples | wall s (whole command) | samples / s |", "|---|---:|---:|---:|---:|",
+             f"| grid 5x5 x 4 pitches, {args.workers} workers, {args.method} | {tp['sounds']} | {tp['samples']:,} | "
+             f"{tp['wall']:.1f} | {tp['rate'] / 1e6:.2f} M |"]
+    if full:
+        lines.append(f"| NSynth Super set 9x9 x 16 pitches, {args.workers} workers | {full['sounds']} | "
+                     f"{full['samples']:,} | {full['wall']:.1f} | {full['rate'] / 1e6:.2f} M |")
+    lines += ["", "| loop (8 s) | temperature | seam flux | median flux inside | samples |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {name} | {t:g} | {s:.3f} | {m:.3f} | {n} |" for name, t, s, m, n in loop_rows]
+    lines += ["", "| step | 0 | " + " | ".join(str(i) for i in range(1, len(med_a))) + " |",
+              "|---|" + "---:|" * len(med_a),
+              "| median LSD to A (dB) | " + " | ".join(f"{v:.2f}" for v in med_a) + " |",
+              "| median LSD to B (dB) | " + " | ".join(f"{v:.2f}" for v in med_b) + " |"]
+    end_gap = max(max(e) for e in ends)
+    mono = bool(np.all(np.diff(med_a) > 0) and np.all(np.diff(med_b) < 0))
+    lines += ["", "### Targets", "",
+              f"- {ok(tp['rate'] >= 2e6)} batch throughput {tp['rate'] / 1e6:.2f} M output samples/s "
+              f"(target >= 2 M/s on 2 cores)"
+              + (f"; NSynth Super-sized set of {full['sounds']} sounds in {full['wall']:.0f} s" if full else ""),
+              f"- {ok(all(s <= m for _, _, s, m, _ in loop_rows))} loops: seam flux <= median inside for "
+              f"{sum(s <= m for _, _, s, m, _ in loop_rows)} of {len(loop_rows)} loops",
+              f"- {ok(mono)} interpolation: median distance to A rises and to B falls monotonically over "
+              f"{len(PAIRS)} pairs",
+              f"- {ok(end_gap <= 0.5)} endpoints within {end_gap:.2f} dB of the model's own round trip (target <= 0.5 dB)",
+              ""]
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        write_section(SECTION, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
