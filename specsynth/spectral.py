@@ -271,8 +271,10 @@ def _mel_inverse_parts(config):
     # Each mel filter touches a few bins: sparse products make an update cost O(time x nonzeros).
     col = basis.sum(axis=0)
     pinv = np.linalg.pinv(basis)
+    pinv[np.abs(pinv) < 1e-6 * np.abs(pinv).max()] = 0.0  # mostly zeros: keep it sparse too
     sparse_basis = sparse.csr_matrix(basis.astype(np.float32))
-    return sparse_basis, sparse_basis.T.tocsr(), pinv.astype(np.float32), col.astype(np.float32)
+    return (sparse_basis, sparse_basis.T.tocsr(), sparse.csr_matrix(pinv.astype(np.float32)),
+            col.astype(np.float32))
 
 
 def mel_to_linear(mel_power, config, *, n_iter=16, prior=None):
@@ -297,7 +299,7 @@ def mel_to_linear(mel_power, config, *, n_iter=16, prior=None):
     eps = np.float32(1e-10)
     spread = np.asarray(basis_t @ y)
     if prior is None:
-        x = np.maximum(pinv @ y, 0) + 1e-3 * spread / np.maximum(col, eps)[:, None]
+        x = np.maximum(np.asarray(pinv @ y), 0) + 1e-3 * spread / np.maximum(col, eps)[:, None]
     else:
         prior = np.broadcast_to(np.asarray(prior, np.float32), lead + (col.size,)).reshape(-1, col.size).T
         x = spread / np.maximum(col, eps)[:, None] * prior
