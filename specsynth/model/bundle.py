@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -201,10 +202,20 @@ def load_bundle(path="pretrained"):
 
     models = {}
     for name in ("vae", "prior"):
-        try:
-            models[name] = keras.saving.load_model(path / f"{name}.keras", safe_mode=True, compile=False)
-        except Exception as exc:  # Keras reports many kinds of failure; the reason is what matters
-            raise BundleError(f"{name}.keras cannot be loaded ({str(exc).splitlines()[0][:200]})", path=path) from None
+        # Keras warns (on stderr) about weights it cannot place, e.g. in a bundle saved by an older
+        # specsynth; the one-line BundleError is the report, and a model left partly at random
+        # initial weights is refused rather than used.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                models[name] = keras.saving.load_model(path / f"{name}.keras", safe_mode=True, compile=False)
+            except Exception as exc:  # Keras reports many kinds of failure; the reason is what matters
+                reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            raise BundleError(f"{name}.keras cannot be loaded ({reason[:300]})", path=path) from None
+        skipped = [str(w.message) for w in caught if "freshly-initialized" in str(w.message)]
+        if skipped:
+            raise BundleError(f"{name}.keras: some weights do not fit the model ({skipped[0].splitlines()[0][:200]})",
+                              path=path)
     vae, prior = models["vae"], models["prior"]
     for name, model, cls in (("vae", vae, _vae.VAE), ("prior", prior, _prior.LatentPrior)):
         if not isinstance(model, cls):

@@ -1,0 +1,326 @@
+"""specsynth in the browser: interpolate two sounds, play an NSynth-Super-style XY pad, grow loops.
+
+Start it with ``streamlit run apps/specsynth_app.py`` (or ``specsynth app`` / ``make app``). The
+model bundle comes from the environment variable ``SPECSYNTH_MODEL`` (default: ``pretrained``).
+
+The app is a thin layer over :mod:`specsynth.ops`. It stays quick to play because every costly
+step is cached by what it depends on: a sound is rendered (library notes) and encoded once per
+model; a rendered result is kept per (sounds, position, settings), so moving one control only
+re-mixes and decodes that section while the others come straight from the cache.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helper module beside this file
+
+import specsynth_app_support as support  # noqa: E402
+
+import specsynth  # noqa: E402
+from specsynth import audio, metrics, ops, phase, spectral  # noqa: E402
+from specsynth.errors import SpecsynthError  # noqa: E402
+from specsynth.soundfont import render_note  # noqa: E402
+
+MODEL_ENV = "SPECSYNTH_MODEL"
+RENDER_CACHE = 64  # rendered results kept per section (a few MB each at most)
+PITCH_RANGE = range(24, 97)  # MIDI notes offered for re-pitching (C1..C7)
+NO_SOUND = "none (start from silence)"
+
+st.set_page_config(page_title="specsynth", page_icon="🎛️", layout="wide")
+
+
+# -- model and sounds (cached) ----------------------------------------------------------------
+@st.cache_resource(show_spinner="Loading the model…")
+def load_model(path):
+    return specsynth.load(path)
+
+
+def model_identity(model):
+    """A cache key that changes when the bundle on disk does (a retrained model at the same path)."""
+    try:
+        stamp = (model.path / "vae.keras").stat().st_mtime_ns
+    except OSError:
+        stamp = 0
+    return f"{model.path.resolve()}@{stamp}"
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def library_note(program, pitch, sample_rate):
+    """A library note, peak-normalized like the training notes: float32 [n]."""
+    x = render_note(program, pitch, seconds=support.NOTE_SECONDS, hold=support.NOTE_HOLD, sample_rate=sample_rate)
+    return audio.normalize_audio(x)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def read_upload(file_id, name, sample_rate, _data):
+    """Decode an upload once per file (keyed by the uploader's file id, not the bytes)."""
+    return support.upload_id(_data), support.read_upload(_data, name, sample_rate=sample_rate)
+
+
+@st.cache_data(show_spinner="Encoding…", max_entries=256)
+def encode(_model, model_key, sound_id, _samples, pitch):
+    """The sound's latents: computed once per (model, sound)."""
+    return ops.encode_sound(_model, _samples, pitch=pitch, name=sound_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def sound_view(_model, model_key, sound_id, _samples):
+    """Player bytes and spectrogram picture of an input sound."""
+    frames = spectral.analyze(_samples, _model.config)
+    return {"wav": support.wav_bytes(_samples, _model.sample_rate),
+            "png": support.spectrogram_png(frames, _model.config)}
+
+
+def rendered_view(model, r, **extra):
+    """What the page shows of an ops.Rendered: WAV bytes, spectrogram PNG, timings and metrics."""
+    return {"wav": support.wav_bytes(r.samples, r.sample_rate), "png": support.spectrogram_png(r.frames, model.config),
+            "metrics": dict(r.metrics), "params": dict(r.params), "pitch": int(r.pitch), "seconds": r.seconds, **extra}
+
+
+@st.cache_data(show_spinner=False, max_entries=RENDER_CACHE)
+def render_interpolation(_model, model_key, _a, _b, a_id, b_id, alpha, mode, method, n_iter):
+    r = ops.interpolate(_model, _a, _b, alpha, mode=mode, method=method, n_iter=n_iter)
+    sr = _model.sample_rate
+    distances = {"to A": metrics.log_mel_distance(_a.samples, r.samples, sr),
+                 "to B": metrics.log_mel_distance(_b.samples, r.samples, sr)}
+    return rendered_view(_model, r, distances=distances)
+
+
+@st.cache_data(show_spinner=False, max_entries=RENDER_CACHE)
+def render_xy(_model, model_key, _corners, corner_ids, x, y, pitch, mode, method, n_iter):
+    r = ops.mix_xy(_model, _corners, x, y, pitch=pitch, mode=mode, method=method, n_iter=n_iter)
+    return rendered_view(_model, r)
+
+
+@st.cache_data(show_spinner=False, max_entries=RENDER_CACHE)
+def render_loop(_model, model_key, _seed_sound, seed_id, seconds, temperature, seed, method, n_iter):
+    r = ops.loop(_model, _seed_sound, seconds=seconds, temperature=temperature, seed=seed, method=method,
+                 n_iter=n_iter)
+    return rendered_view(_model, r)
+
+
+# -- small page pieces ------------------------------------------------------------------------
+def slug(text):
+    return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-").lower()[:40] or "sound"
+
+
+def player(view, *, caption=None, loop=False):
+    """Audio player (WAV bytes, so the level is the library's, not rescaled) and spectrogram."""
+    st.audio(view["wav"], format="audio/wav", loop=loop)
+    st.image(view["png"], caption=caption, width="stretch", output_format="PNG")
+
+
+def download(view, file_name, key):
+    st.download_button("⬇ Download WAV", view["wav"], file_name=file_name, mime="audio/wav", key=key,
+                       on_click="ignore")
+
+
+def render_ms(view):
+    return f"{view['metrics']['render_ms']:.0f} ms"
+
+
+# -- the page ---------------------------------------------------------------------------------
+st.title("specsynth")
+
+model_path = os.environ.get(MODEL_ENV, "pretrained") or "pretrained"
+try:
+    model = load_model(model_path)
+except SpecsynthError as exc:
+    st.error(f"Cannot load the model: {exc}")
+    st.caption(f"Choose a model bundle folder with the environment variable {MODEL_ENV} "
+               "(default: pretrained), then reload the page.")
+    st.stop()
+
+MODEL_KEY = model_identity(model)
+SR = model.sample_rate
+st.caption(f"Model `{model.path.name}` · {SR} Hz · {model.z_dim}-dimensional latents at "
+           f"{model.frame_rate:g} frames/s · {model.config.representation} frames")
+
+# Sidebar: how sound is made from the decoder's spectrogram, and the user's own sounds.
+with st.sidebar:
+    st.header("Synthesis")
+    method = st.selectbox("Phase reconstruction", phase.METHODS, index=phase.METHODS.index(phase.DEFAULT_METHOD),
+                          key="phase_method",
+                          help="How phase is rebuilt from the decoded magnitudes: Griffin-Lim, fast Griffin-Lim, "
+                               "LWS, or LWS refined by fast Griffin-Lim (the default: best quality per ms).")
+    n_iter = st.slider("Iterations", 0, 200, phase.DEFAULT_ITERS[method], key=f"phase_iters_{method}",
+                       help="Projection iterations (for lws: its batch iterations). More is cleaner and slower.")
+    mode = st.radio("Mix path", ops.MIX_MODES, index=0, key="mix_mode", horizontal=True,
+                    help="linear: weighted sum of latents; slerp: along great circles (keeps the latent norm).")
+    st.header("Your sounds")
+    uploaded = st.file_uploader(f"Add sounds (up to {support.MAX_UPLOAD_MB} MB, {support.MAX_UPLOAD_SECONDS:g} s)",
+                                type=list(support.UPLOAD_TYPES), accept_multiple_files=True, key="uploads",
+                                max_upload_size=support.MAX_UPLOAD_MB)
+
+SOUNDS = support.library()  # sound id -> label; uploads are added below
+UPLOADS = {}  # sound id -> samples
+for f in uploaded or []:
+    sid, result = read_upload(f.file_id, f.name, SR, f.getvalue())
+    if result.ok:
+        UPLOADS[sid] = result.samples
+        SOUNDS[sid] = f"⬆ {result.name}"
+    else:
+        st.sidebar.error(result.error)
+if UPLOADS:
+    st.sidebar.caption(f"{len(UPLOADS)} sound(s) added to every sound list (marked ⬆).")
+SOUND_IDS = list(SOUNDS)
+UPLOAD_IDS = list(UPLOADS)
+
+
+def samples_of(sound_id):
+    if sound_id in UPLOADS:
+        return UPLOADS[sound_id]
+    lib = support.parse_library_id(sound_id)
+    if lib is None:
+        raise SpecsynthError(f"{SOUNDS.get(sound_id, sound_id)} is no longer available; pick another sound")
+    return library_note(*lib, SR)
+
+
+def source_of(sound_id):
+    lib = support.parse_library_id(sound_id)
+    pitch = lib[1] if lib else "auto"  # library notes know their pitch; uploads are estimated
+    return encode(model, MODEL_KEY, sound_id, samples_of(sound_id), pitch)
+
+
+def pick_sound(label, key, default, *, container=st, options=None):
+    """A sound chooser over the library and the uploads; new uploads come first so they are easy to find."""
+    options = options or (UPLOAD_IDS + [s for s in SOUND_IDS if s not in UPLOADS])
+    if key in st.session_state and st.session_state[key] not in options:
+        del st.session_state[key]  # its upload was removed: back to the default, not a stale choice
+    index = options.index(default) if default in options else 0
+    return container.selectbox(label, options, index=index, format_func=lambda s: SOUNDS.get(s, NO_SOUND),
+                               key=key)
+
+
+def show_input(sound_id, caption):
+    player(sound_view(model, MODEL_KEY, sound_id, samples_of(sound_id)), caption=caption)
+
+
+# Each section is a fragment: moving one of its controls reruns only that section (the sidebar and
+# uploads rerun everything, since every section depends on them).
+
+
+@st.fragment
+def interpolate_section():
+    c1, c2 = st.columns(2)
+    a_id = pick_sound("Sound A", "interp_a", support.library_id(73, 60), container=c1)
+    b_id = pick_sound("Sound B", "interp_b", support.library_id(0, 60), container=c2)
+    alpha = st.slider("A ⟷ B", 0.0, 1.0, 0.5, 0.01, key="interp_mix",
+                      help="0 is all A, 1 is all B; in between, a blend of their latent sequences.")
+    try:
+        src_a, src_b = source_of(a_id), source_of(b_id)
+        view = render_interpolation(model, MODEL_KEY, src_a, src_b, a_id, b_id, float(alpha), mode, method, n_iter)
+    except SpecsynthError as exc:
+        st.error(str(exc))
+        return
+    col_a, col_mix, col_b = st.columns(3)
+    with col_a:
+        st.markdown(f"**A** · {SOUNDS[a_id]}")
+        show_input(a_id, "A (input)")
+    with col_mix:
+        st.markdown(f"**Mix** · {1 - alpha:.0%} A + {alpha:.0%} B")
+        player(view, caption=f"mix at {alpha:.2f} (decoded, MIDI {view['pitch']})")
+    with col_b:
+        st.markdown(f"**B** · {SOUNDS[b_id]}")
+        show_input(b_id, "B (input)")
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Render", render_ms(view), help="mix + decode + phase reconstruction (encodings are cached)")
+    m2.metric("Distance to A", f"{view['distances']['to A']:.1f} dB", help="log-mel distance; lower is closer")
+    m3.metric("Distance to B", f"{view['distances']['to B']:.1f} dB", help="log-mel distance; lower is closer")
+    with m4:
+        download(view, f"specsynth-mix-{slug(SOUNDS[a_id])}-{slug(SOUNDS[b_id])}-{alpha:.2f}.wav", "dl_interp")
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def pad_png(x, y):
+    return support.png_bytes(support.xy_pad_rgb(x, y))
+
+
+def pitch_label(p):
+    return "mix (corners' weighted pitch)" if p == "mix" else f"{support.midi_name(p)} ({p})"
+
+
+@st.fragment
+def xy_section():
+    st.caption("Four corner sounds, like NSynth Super: every point of the pad is a bilinear blend of their "
+               "latents, rendered live.")
+    pad_col, out_col = st.columns(2)
+    # ops.xy_weights order: (0,0) bottom-left, (1,0) bottom-right, (0,1) top-left, (1,1) top-right
+    names = ("↙ bottom-left", "↘ bottom-right", "↖ top-left", "↗ top-right")
+    defaults = [support.library_id(p, 60) for p in (0, 73, 40, 89)]
+    with pad_col:
+        top = st.columns(2)
+        c_tl = pick_sound(names[2], "xy_c2", defaults[2], container=top[0])
+        c_tr = pick_sound(names[3], "xy_c3", defaults[3], container=top[1])
+        y_col, pad = st.columns([1, 2])
+        y = y_col.slider("y", 0.0, 1.0, 0.5, 0.01, key="xy_y", help="0 is the bottom edge, 1 the top")
+        bottom = st.columns(2)
+        c_bl = pick_sound(names[0], "xy_c0", defaults[0], container=bottom[0])
+        c_br = pick_sound(names[1], "xy_c1", defaults[1], container=bottom[1])
+        x = st.slider("x", 0.0, 1.0, 0.5, 0.01, key="xy_x", help="0 is the left edge, 1 the right")
+        pad.image(pad_png(float(x), float(y)), width=180, output_format="PNG")
+        pad.caption(" · ".join(f"{n.split()[0]} {w:.0%}" for n, w in zip(names, ops.xy_weights(x, y))))
+        pitch_choice = st.select_slider("Pitch", options=["mix"] + list(PITCH_RANGE), value="mix", key="xy_pitch",
+                                        format_func=pitch_label, help="Play the mixed timbre at another MIDI note.")
+    corner_ids = (c_bl, c_br, c_tl, c_tr)
+    with out_col:
+        try:
+            corners = [source_of(c) for c in corner_ids]
+            pitch = None if pitch_choice == "mix" else int(pitch_choice)
+            view = render_xy(model, MODEL_KEY, corners, corner_ids, float(x), float(y), pitch, mode, method, n_iter)
+        except SpecsynthError as exc:
+            st.error(str(exc))
+            return
+        st.markdown(f"**Pad** at x={x:.2f}, y={y:.2f}")
+        player(view, caption=f"XY mix at ({x:.2f}, {y:.2f})")
+        m1, m2 = st.columns(2)
+        m1.metric("Render", render_ms(view))
+        m2.metric("Pitch", pitch_label(view["pitch"]) if view["pitch"] < 128 else "unpitched")
+        download(view, f"specsynth-xy-{x:.2f}-{y:.2f}-{view['pitch']}.wav", "dl_xy")
+
+
+@st.fragment
+def loop_section():
+    st.caption("The LSTM prior grows a texture from a seed sound (or from nothing); its end flows back into "
+               "its start, so it loops without a click.")
+    ctrl, out = st.columns([1, 2])
+    with ctrl:
+        seed_id = pick_sound("Seed sound", "loop_seed_sound", "none",
+                             options=["none"] + UPLOAD_IDS + [s for s in SOUND_IDS if s not in UPLOADS])
+        seconds = st.slider("Length (s)", 1.0, 16.0, 4.0, 0.5, key="loop_seconds")
+        temperature = st.slider("Temperature", 0.0, 2.0, 0.8, 0.05, key="loop_temperature",
+                                help="0 follows the prior's most likely path; higher is wilder.")
+        seed = st.number_input("Random seed", 0, 2**31 - 1, 0, 1, key="loop_seed")
+    with out:
+        try:
+            seed_sound = None if seed_id == "none" else source_of(seed_id)
+            view = render_loop(model, MODEL_KEY, seed_sound, seed_id, float(seconds), float(temperature), int(seed),
+                               method, n_iter)
+        except SpecsynthError as exc:
+            st.error(str(exc))
+            return
+        st.markdown(f"**Loop** · {view['seconds']:.1f} s grown from "
+                    f"{'silence' if seed_id == 'none' else SOUNDS.get(seed_id, seed_id)}")
+        player(view, caption="loop (plays on repeat)", loop=True)
+        m1, m2, m3 = st.columns(3)
+        m1.metric("Render", render_ms(view))
+        m2.metric("Seam flux", f"{view['metrics']['seam_flux']:.2f}",
+                  help="spectral change across the wrap point; about the typical change inside means no click")
+        m3.metric("Typical flux", f"{view['metrics']['median_flux']:.2f}", help="median spectral change inside")
+        download(view, f"specsynth-loop-{slug(SOUNDS.get(seed_id, seed_id))}-{seconds:g}s-t{temperature:.2f}-s{seed}.wav",
+                 "dl_loop")
+
+
+tab_interp, tab_xy, tab_loop = st.tabs(["↔ Interpolate", "✥ XY pad", "∞ Loops"])
+with tab_interp:
+    interpolate_section()
+with tab_xy:
+    xy_section()
+with tab_loop:
+    loop_section()

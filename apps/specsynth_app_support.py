@@ -1,0 +1,205 @@
+"""Pure helpers for the Streamlit app: the sound library, uploads, WAV bytes and pictures.
+
+Nothing here imports Streamlit or TensorFlow, so every function can be tested on its own
+(tests/test_app.py) and the app stays a thin layer over :mod:`specsynth.ops`.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from specsynth import audio
+from specsynth.errors import SpecsynthError
+from specsynth.soundfont import GM_PROGRAMS
+
+# -- the bundled sound library ----------------------------------------------------------------
+# A handful of General MIDI programs that sound unlike each other, at three octaves.
+LIBRARY_PROGRAMS = (0, 11, 19, 24, 33, 40, 42, 56, 71, 73, 81, 89)
+LIBRARY_PITCHES = (48, 60, 72)
+NOTE_SECONDS = 4.0
+NOTE_HOLD = 3.0
+_NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+# -- uploads ----------------------------------------------------------------------------------
+MAX_UPLOAD_MB = 10
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+MAX_UPLOAD_SECONDS = 30.0
+UPLOAD_TYPES = ("wav", "flac", "ogg", "mp3", "aif", "aiff")
+
+
+def midi_name(pitch):
+    """``60 -> "C4"``."""
+    pitch = int(pitch)
+    return f"{_NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+def library_id(program, pitch):
+    """The identity of a library note, e.g. ``"gm:073:60"`` (stable across sessions: a cache key)."""
+    return f"gm:{int(program):03d}:{int(pitch)}"
+
+
+def parse_library_id(sound_id):
+    """``"gm:073:60" -> (73, 60)``; None for anything else."""
+    parts = str(sound_id).split(":")
+    if len(parts) == 3 and parts[0] == "gm" and parts[1].isdigit() and parts[2].isdigit():
+        return int(parts[1]), int(parts[2])
+    return None
+
+
+def library():
+    """``{sound_id: label}`` for every library note, ordered by instrument, then pitch."""
+    return {
+        library_id(program, pitch): f"{GM_PROGRAMS[program]} · {midi_name(pitch)}"
+        for program in LIBRARY_PROGRAMS
+        for pitch in LIBRARY_PITCHES
+    }
+
+
+def upload_id(data):
+    """The identity of an uploaded file: a hash of its bytes (the same file twice is one sound)."""
+    return "up:" + hashlib.sha1(data).hexdigest()[:16]
+
+
+@dataclass
+class UploadResult:
+    """What :func:`read_upload` made of a file: ``samples`` [n] float32, or a one-line ``error``."""
+
+    name: str
+    samples: np.ndarray | None = None
+    error: str | None = None
+
+    @property
+    def ok(self):
+        return self.error is None
+
+
+def read_upload(data, name, *, sample_rate, max_bytes=MAX_UPLOAD_BYTES, max_seconds=MAX_UPLOAD_SECONDS):
+    """Decode an uploaded file's bytes into mono float32 samples at ``sample_rate``.
+
+    The bytes go through a temporary file and :func:`specsynth.audio.load`, so every check the
+    library makes applies (not audio, corrupt, no samples, NaN or infinite samples, too many
+    channels, odd rates, too long). Never raises for bad input: the problem comes back as a
+    one-line ``error`` naming the file, for the page to show.
+    """
+    name = Path(str(name or "upload")).name or "upload"
+    data = bytes(data or b"")
+    if not data:
+        return UploadResult(name, error=f"{name}: the file is empty")
+    if len(data) > max_bytes:
+        return UploadResult(name, error=f"{name}: the file is {len(data) / 2**20:.1f} MB; "
+                                        f"uploads are limited to {max_bytes / 2**20:.0f} MB")
+    suffix = Path(name).suffix.lower()
+    if not suffix or len(suffix) > 6:
+        suffix = ".audio"
+    fd, tmp = tempfile.mkstemp(prefix="specsynth-upload-", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        samples, _ = audio.load(tmp, sample_rate=sample_rate, max_seconds=max_seconds)
+    except SpecsynthError as exc:
+        message = str(exc)
+        if exc.path and message.startswith(f"{exc.path}: "):
+            message = message[len(exc.path) + 2:]
+        # the temporary name means nothing to the user (libsndfile quotes it in its messages)
+        message = message.replace(tmp, name).splitlines()[0] if message else "unreadable"
+        return UploadResult(name, error=f"{name}: {message}")
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+    if float(np.max(np.abs(samples))) < 1e-6:
+        return UploadResult(name, error=f"{name}: the audio is silent")
+    return UploadResult(name, samples=samples)
+
+
+# -- output -----------------------------------------------------------------------------------
+def wav_bytes(samples, sample_rate):
+    """Mono float samples -> 16-bit PCM WAV bytes (what every player and download gets).
+
+    Players are given bytes, not float arrays, because Streamlit rescales a float array to full
+    scale: the levels the library chose would be lost.
+    """
+    x = np.clip(np.nan_to_num(np.asarray(samples, np.float32)), -1.0, 1.0)
+    buf = io.BytesIO()
+    sf.write(buf, x, int(sample_rate), format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+# A perceptually ordered dark-to-light map (anchors of matplotlib's "magma"), kept here so the app
+# needs no plotting library.
+_MAGMA = np.array([[0, 0, 4], [28, 16, 68], [79, 18, 123], [129, 37, 129], [181, 54, 122],
+                   [229, 80, 100], [251, 135, 97], [254, 194, 135], [252, 253, 191]], np.float32)
+_LUT = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_MAGMA)), _MAGMA[:, c])
+                 for c in range(3)], axis=1).astype(np.uint8)
+
+
+def spectrogram_rgb(frames, config, *, height=160, fmin=40.0, top_db=80.0):
+    """dB frames ``[time, F]`` -> an RGB uint8 image ``[height, time, 3]``, low frequencies at the bottom.
+
+    STFT frames are shown on a log-frequency axis (``fmin`` .. Nyquist), which is how pitch and
+    timbre read; mel frames are already perceptually spaced and are shown as they are.
+    """
+    frames = np.asarray(frames, np.float32)
+    if frames.ndim != 2 or frames.shape[0] == 0:
+        frames = np.full((1, max(1, frames.shape[-1] if frames.ndim else 1)), config.db_floor, np.float32)
+    n_bins = frames.shape[1]
+    if config.representation == "stft":
+        nyquist = config.sample_rate / 2
+        freqs = np.geomspace(fmin, nyquist, height)
+        rows = np.clip(np.round(freqs / nyquist * (n_bins - 1)).astype(int), 0, n_bins - 1)
+    else:
+        rows = np.clip(np.round(np.linspace(0, n_bins - 1, height)).astype(int), 0, n_bins - 1)
+    img = frames[:, rows[::-1]].T  # [height, time], highest frequency first
+    peak = float(img.max())
+    lo = max(peak - top_db, float(config.db_floor))
+    scaled = np.clip((img - lo) / max(peak - lo, 1e-6), 0.0, 1.0)
+    return _LUT[(scaled * 255).astype(np.uint8)]
+
+
+def png_bytes(rgb, *, width=None):
+    """An RGB uint8 image -> PNG bytes, stretched to ``width`` pixels if given."""
+    from PIL import Image
+
+    img = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+    if width and img.width != width:
+        img = img.resize((int(width), img.height), Image.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)  # speed over size: these are made while playing
+    return buf.getvalue()
+
+
+def spectrogram_png(frames, config, *, width=480, height=160):
+    """dB frames ``[time, F]`` -> PNG bytes of :func:`spectrogram_rgb`, ``width`` x ``height`` pixels."""
+    return png_bytes(spectrogram_rgb(frames, config, height=height), width=width)
+
+
+# Corner colours of the XY pad, in ops.xy_weights order: (0,0), (1,0), (0,1), (1,1).
+PAD_COLOURS = np.array([[66, 133, 244], [52, 168, 83], [251, 188, 5], [234, 67, 53]], np.float32)
+
+
+def xy_pad_rgb(x, y, *, size=180):
+    """A picture of the XY pad: corner colours blended bilinearly, a cross-hair at (x, y).
+
+    y grows upwards, as in :func:`specsynth.ops.xy_weights` (corner (0, 1) is top-left).
+    """
+    u = np.linspace(0.0, 1.0, size)[None, :, None]  # x, left to right
+    v = np.linspace(1.0, 0.0, size)[:, None, None]  # y, top to bottom
+    c = PAD_COLOURS
+    img = ((1 - u) * (1 - v) * c[0] + u * (1 - v) * c[1] + (1 - u) * v * c[2] + u * v * c[3])
+    img = 0.55 * img + 0.45 * 255  # pastel, so the cross-hair stands out
+    col = int(round(float(x) * (size - 1)))
+    row = int(round((1.0 - float(y)) * (size - 1)))
+    img[row, :, :] = 90
+    img[:, col, :] = 90
+    r = max(3, size // 30)
+    yy, xx = np.ogrid[:size, :size]
+    img[(yy - row) ** 2 + (xx - col) ** 2 <= r * r] = (20, 20, 20)
+    return img.astype(np.uint8)

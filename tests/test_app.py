@@ -1,0 +1,262 @@
+"""The Streamlit app, driven in-process with Streamlit's AppTest against the tiny model.
+
+AppTest runs apps/specsynth_app.py like a browser session would (widgets set, script rerun) and
+exposes what the page shows. Players and pictures are media URLs named by a hash of their bytes,
+so "the audio changed" is "the URL changed". The upload checks also run on the pure handler in
+apps/specsynth_app_support.py, once per kind of bad file.
+"""
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import REPO, SR, harmonic_tone
+from specsynth import phase
+from tiny_model import tiny_bundle_fixture
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+sys.path.insert(0, str(REPO / "apps"))
+import specsynth_app_support as support  # noqa: E402
+
+APP = str(REPO / "apps" / "specsynth_app.py")
+TIMEOUT = 180  # the first run loads TensorFlow and compiles the phase kernels; reruns take well under 1 s
+
+tiny_bundle = tiny_bundle_fixture()
+
+
+def wav(x, sr=SR, subtype="PCM_16"):
+    buf = io.BytesIO()
+    sf.write(buf, np.asarray(x), sr, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+def audio_urls(at):
+    return [a.proto.url for a in at.get("audio")]
+
+
+def image_urls(at):
+    return [url for img in at.image for url in img.value]
+
+
+def metric(at, label):
+    return [m.value for m in at.metric if m.label == label]
+
+
+def assert_clean(at):
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+@pytest.fixture
+def model_env(tiny_bundle, monkeypatch):
+    # AppTest runs the script in this process: the app reads the variable on every run
+    monkeypatch.setenv("SPECSYNTH_MODEL", str(tiny_bundle))
+    return tiny_bundle
+
+
+@pytest.fixture
+def app(model_env):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert_clean(at)
+    return at
+
+
+def test_every_section_renders(app):
+    assert [t.label for t in app.tabs] == ["↔ Interpolate", "✥ XY pad", "∞ Loops"]
+    # A, B and the mix; the XY pad; the loop: every player is a WAV file
+    urls = audio_urls(app)
+    assert len(urls) == 5 and all(u.endswith(".wav") for u in urls)
+    # spectrograms of A, mix, B, the XY mix and the loop, plus the pad picture
+    assert len(image_urls(app)) == 6
+    assert {b.key for b in app.download_button} == {"dl_interp", "dl_xy", "dl_loop"}
+    assert len(metric(app, "Render")) == 3
+    assert metric(app, "Distance to A") and metric(app, "Distance to B")
+    sidebar = app.sidebar
+    assert sidebar.selectbox(key="phase_method").value == phase.DEFAULT_METHOD
+    assert sidebar.slider(key=f"phase_iters_{phase.DEFAULT_METHOD}").value == phase.DEFAULT_ITERS[phase.DEFAULT_METHOD]
+    assert sidebar.file_uploader(key="uploads") is not None
+
+
+def test_interpolate_slider_renders_a_new_mix(app):
+    before_audio, before_images = audio_urls(app), image_urls(app)
+    before_distances = metric(app, "Distance to A") + metric(app, "Distance to B")
+    app.slider(key="interp_mix").set_value(0.9).run()
+    assert_clean(app)
+    after_audio, after_images = audio_urls(app), image_urls(app)
+    # A and B stay as they were, the mix (player and spectrogram) is new
+    assert after_audio[0] == before_audio[0] and after_audio[2] == before_audio[2]
+    assert after_audio[1] != before_audio[1]
+    assert after_images[1] != before_images[1]
+    assert metric(app, "Distance to A") + metric(app, "Distance to B") != before_distances
+    assert any("10% A + 90% B" in m.value for m in app.markdown)
+    # a different pair of sounds
+    app.selectbox(key="interp_b").set_value(support.library_id(40, 48)).run()
+    assert_clean(app)
+    assert audio_urls(app)[2] != after_audio[2] and audio_urls(app)[1] != after_audio[1]
+
+
+def test_session_state_drives_the_app(app):
+    before = audio_urls(app)[1]
+    app.session_state["interp_mix"] = 0.2
+    app.run()
+    assert_clean(app)
+    assert app.slider(key="interp_mix").value == 0.2
+    assert audio_urls(app)[1] != before
+
+
+def test_xy_pad_position_and_pitch(app):
+    xy_before = audio_urls(app)[3]
+    app.slider(key="xy_x").set_value(1.0)
+    app.slider(key="xy_y").set_value(0.0).run()
+    assert_clean(app)
+    xy_moved = audio_urls(app)[3]
+    assert xy_moved != xy_before
+    # at (1, 0) the bottom-right corner has all the weight
+    assert any("↘ 100%" in c.value for c in app.caption)
+    app.select_slider(key="xy_pitch").set_value(72).run()
+    assert_clean(app)
+    assert metric(app, "Pitch") == ["C5 (72)"]
+    assert audio_urls(app)[3] != xy_moved
+    # a corner swapped for another sound
+    app.selectbox(key="xy_c1").set_value(support.library_id(33, 48)).run()
+    assert_clean(app)
+
+
+def test_loop_controls(app):
+    loop_before = audio_urls(app)[4]
+    loop_player = app.get("audio")[4].proto
+    assert loop_player.loop  # plays on repeat
+    app.selectbox(key="loop_seed_sound").set_value(support.library_id(73, 60))
+    app.slider(key="loop_seconds").set_value(2.0)
+    app.slider(key="loop_temperature").set_value(1.2)
+    app.number_input(key="loop_seed").set_value(3).run()
+    assert_clean(app)
+    assert audio_urls(app)[4] != loop_before
+    assert any(m.value.startswith("**Loop** · 2.0 s grown from Flute") for m in app.markdown)
+    assert metric(app, "Seam flux") and metric(app, "Typical flux")
+
+
+def test_phase_method_in_sidebar(app):
+    before = audio_urls(app)
+    app.sidebar.selectbox(key="phase_method").set_value("griffinlim").run()
+    assert_clean(app)
+    assert app.sidebar.slider(key="phase_iters_griffinlim").value == phase.DEFAULT_ITERS["griffinlim"]
+    app.sidebar.slider(key="phase_iters_griffinlim").set_value(4).run()
+    assert_clean(app)
+    after = audio_urls(app)
+    # inputs are untouched; every rendered sound is rebuilt with the new phase settings
+    assert after[0] == before[0] and after[2] == before[2]
+    assert all(after[i] != before[i] for i in (1, 3, 4))
+
+
+def test_upload_joins_every_sound_list_and_bad_upload_shows_an_error(app):
+    tone = wav(harmonic_tone(330.0, seconds=1.0, sr=22050), sr=22050)
+    app.file_uploader(key="uploads").set_value([("my tone.wav", tone, "audio/wav"),
+                                                ("notes.txt.wav", b"these are not samples", "audio/wav")]).run()
+    assert not app.exception
+    errors = [e.value for e in app.error]
+    assert len(errors) == 1 and errors[0].startswith("notes.txt.wav: not a readable audio file")
+    assert "\n" not in errors[0] and "specsynth-upload-" not in errors[0]
+    for key in ("interp_a", "interp_b", "xy_c0", "xy_c3", "loop_seed_sound"):
+        assert "⬆ my tone.wav" in app.selectbox(key=key).options
+    uploaded = support.upload_id(tone)
+    before = audio_urls(app)
+    app.selectbox(key="interp_a").set_value(uploaded).run()
+    assert [e.value for e in app.error] == errors and not app.exception
+    assert audio_urls(app)[0] != before[0] and audio_urls(app)[1] != before[1]
+    # the rest of the app keeps working with the bad file still in the uploader
+    app.selectbox(key="loop_seed_sound").set_value(uploaded)
+    app.slider(key="xy_x").set_value(0.1).run()
+    assert not app.exception and len(audio_urls(app)) == 5
+    assert "my tone.wav" in " ".join(m.value for m in app.markdown)
+    # removing the uploads puts the widgets that held one back to their defaults
+    app.file_uploader(key="uploads").clear().run()
+    assert_clean(app)
+    assert app.selectbox(key="interp_a").value == support.library_id(73, 60)
+    assert app.selectbox(key="loop_seed_sound").value == "none"
+    assert len(audio_urls(app)) == 5
+
+
+def test_bad_model_shows_one_error_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPECSYNTH_MODEL", str(tmp_path / "no-such-bundle"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    assert len(at.error) == 1
+    message = at.error[0].value
+    assert "no such model bundle" in message and "\n" not in message
+    assert not at.get("audio") and not at.slider
+    # an incomplete bundle is refused the same way
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text("{}")
+    monkeypatch.setenv("SPECSYNTH_MODEL", str(tmp_path / "half"))
+    at.run()
+    assert not at.exception and len(at.error) == 1 and "incomplete bundle" in at.error[0].value
+
+
+# -- the upload handler, one bad input at a time ----------------------------------------------
+
+
+def read(data, name="sound.wav", **kwargs):
+    return support.read_upload(data, name, sample_rate=SR, **kwargs)
+
+
+def test_read_upload_accepts_audio_and_resamples():
+    result = read(wav(harmonic_tone(220.0, seconds=0.5, sr=44100), sr=44100), "take 1.wav")
+    assert result.ok and result.error is None
+    assert result.samples.dtype == np.float32 and len(result.samples) == SR // 2
+    assert 0.8 < np.max(np.abs(result.samples)) <= 1.0  # peak-normalized like library notes
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("not audio", "not a readable audio file"),
+    ("empty", "the file is empty"),
+    ("no samples", "contains no samples"),
+    ("too long", "is 31.0 s long; the limit is 30 s"),
+    ("too large", "uploads are limited to 10 MB"),
+    ("nan", "contains NaN or infinite samples"),
+    ("silent", "the audio is silent"),
+])
+def test_read_upload_rejects_bad_input_with_one_line(case, expected):
+    data = {
+        "not audio": lambda: b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk" * 4,
+        "empty": lambda: b"",
+        "no samples": lambda: wav(np.zeros(0, np.float32)),
+        "too long": lambda: wav(np.zeros(31 * 4000, np.float32) + 0.1, sr=4000),
+        "too large": lambda: b"\0" * (support.MAX_UPLOAD_BYTES + 1),
+        "nan": lambda: wav(np.full(1000, np.nan, np.float32), subtype="FLOAT"),
+        "silent": lambda: wav(np.zeros(SR, np.float32)),
+    }[case]()
+    result = read(data, "upload.wav")
+    assert not result.ok and result.samples is None
+    assert result.error.startswith("upload.wav: ") and expected in result.error, result.error
+    assert "\n" not in result.error and "specsynth-upload-" not in result.error
+
+
+def test_wav_bytes_keep_the_level():
+    x = 0.25 * np.sin(np.linspace(0, 200, SR)).astype(np.float32)
+    y, sr = sf.read(io.BytesIO(support.wav_bytes(x, SR)), dtype="float32")
+    info = sf.info(io.BytesIO(support.wav_bytes(x, SR)))
+    assert sr == SR and info.subtype == "PCM_16"
+    assert abs(np.max(np.abs(y)) - np.max(np.abs(x))) < 1e-3  # not rescaled to full scale
+
+
+def test_spectrogram_picture(config):
+    from specsynth import spectral
+
+    frames = spectral.analyze(harmonic_tone(440.0, seconds=0.5), config)
+    rgb = support.spectrogram_rgb(frames, config, height=120)
+    assert rgb.shape == (120, len(frames), 3) and rgb.dtype == np.uint8
+    # the tone's energy is low on a log axis: the bottom half is brighter than the top rows
+    assert rgb[60:].mean() > rgb[:20].mean()
+    png = support.spectrogram_png(frames, config, width=300, height=100)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert support.xy_pad_rgb(0.25, 0.75, size=64).shape == (64, 64, 3)

@@ -1,0 +1,191 @@
+"""The Streamlit app in a real browser: `streamlit run` as a server, headless Chromium as the user.
+
+Moves the interpolation slider with the keyboard, as a person would, and checks that the page
+gets a new player (a new <audio> source). Needs Debian's chromium and chromium-driver
+(scripts/install_browser.sh, run by `make install`) and the selenium package; when either is
+missing the test fails with the reason rather than being skipped.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from tiny_model import tiny_bundle_fixture
+
+CHROMIUM = os.environ.get("SPECSYNTH_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("SPECSYNTH_CHROMEDRIVER", "/usr/bin/chromedriver")
+CHROMIUM_FLAGS = (
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+    "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--window-size=1400,1000",
+)
+SERVER_START_S = 90   # until /_stcore/health answers
+PAGE_LOAD_S = 150     # first page: TensorFlow, the model, the first renders (a loaded 2-core machine)
+RERENDER_S = 60       # after the slider moves
+
+tiny_bundle = tiny_bundle_fixture()
+
+
+def require_browser():
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not (os.path.isfile(p) and os.access(p, os.X_OK))]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not found: run scripts/install_browser.sh "
+                    "(apt-get install chromium chromium-driver) to run the browser test", pytrace=False)
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        pytest.fail("the selenium package is missing: pip install selenium (see requirements.txt)", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Checked first (before the session's tiny model is trained), so a missing browser fails fast."""
+    require_browser()
+    return CHROMIUM
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def log_tail(path, n=30):
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no server log)"
+
+
+@pytest.fixture
+def server(tiny_bundle, tmp_path):
+    port = free_port()
+    env = dict(os.environ, SPECSYNTH_MODEL=str(tiny_bundle))
+    log = tmp_path / "streamlit.log"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "apps" / "specsynth_app.py"),
+           "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
+           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+           "--server.runOnSave", "false"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with code {proc.returncode}:\n{log_tail(log)}", pytrace=False)
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200 and r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not become healthy in {SERVER_START_S} s:\n{log_tail(log)}",
+                            pytrace=False)
+            time.sleep(0.25)
+        yield url, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+@pytest.fixture
+def browser(chromium, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    options.add_argument(f"--user-data-dir={profile}")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for(condition, timeout, what, log):
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+        except StaleElementReferenceException:  # the page re-rendered under us: look again
+            value = None
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}\nserver log:\n{log_tail(log)}", pytrace=False)
+
+
+def test_moving_the_mix_slider_in_a_browser_plays_a_new_mix(chromium, server, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    url, log = server
+    browser.get(url)
+
+    def audio_sources():
+        return {a.get_attribute("src") for a in browser.find_elements(By.TAG_NAME, "audio")} - {None, ""}
+
+    def page_error():
+        return browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"], [data-testid="stAlert"]')
+
+    # the page is ready when every player is there: A, mix, B, XY pad and loop
+    wait_for(lambda: len(audio_sources()) >= 5 or page_error(), PAGE_LOAD_S, "the app's five players", log)
+    assert not page_error(), page_error()[0].text
+    before = audio_sources()
+    assert all(src.startswith(f"{url}/media/") and src.endswith(".wav") for src in before), before
+
+    def mix_slider():
+        for widget in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stSlider"]'):
+            if "A ⟷ B" in widget.text:
+                return widget
+        return None
+
+    widget = wait_for(mix_slider, 30, "the A ⟷ B slider", log)
+    # Streamlit's slider thumb: role="slider" (older versions) or a visually hidden range input
+    # inside the thumb (react-aria); either takes focus on click and moves with the arrow keys.
+    thumbs = widget.find_elements(By.CSS_SELECTOR, '[role="slider"]') or widget.find_elements(
+        By.CSS_SELECTOR, 'input[type="range"]')
+    assert thumbs, widget.get_attribute("outerHTML")[:2000]
+    thumb = thumbs[0]
+    target = thumb if thumb.is_displayed() else thumb.find_element(By.XPATH, "./../..")
+    assert "0.50" in widget.text
+    ActionChains(browser).click(target).perform()
+    ActionChains(browser).send_keys(Keys.ARROW_RIGHT * 5).perform()
+
+    # five steps of 0.01 (the widget is looked up again: a rerun may replace its node)
+    wait_for(lambda: "0.55" in (mix_slider() or widget).text, 10, "the slider to show 0.55", log)
+
+    def mix_rerendered():
+        body = browser.find_element(By.TAG_NAME, "body").text
+        return "45% A + 55% B" in body and audio_sources() - before
+
+    new = wait_for(mix_rerendered, RERENDER_S, "the mix at 0.55 with a new <audio> source", log)
+    assert not page_error()
+    # only the mix was rendered again: A, B, the XY pad and the loop keep their players
+    now = audio_sources()
+    assert len(new) == 1 and len(now) == 5 and len(now & before) == 4, (before, now)
