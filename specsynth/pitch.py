@@ -60,6 +60,7 @@ def estimate_pitch(samples, sample_rate):
 
 
 COMB_FLOOR_DB = -60.0
+PITCH_EXTRA = 4  # after the comb: unpitched flag, midi / 127, sin and cos of midi / 96 turns
 
 
 def _hann_kernel(d):
@@ -73,12 +74,13 @@ def _hann_kernel(d):
 
 @functools.lru_cache(maxsize=8)
 def _feature_table(config):
-    """[129, n_features + 1]: for each MIDI note, the dB shape a perfectly harmonic sound leaves in a
+    """[129, n_features + 4]: for each MIDI note, the dB shape a perfectly harmonic sound leaves in a
     frame (the Hann window's response summed over every partial below Nyquist, 0 dB on the
-    partials, floored at -60 dB between them) divided by 20; plus an 'unpitched' flag column."""
+    partials, floored at -60 dB between them) divided by 20; then an 'unpitched' flag and three
+    smooth pitch features."""
     bins = np.arange(config.n_bins)
     bin_hz = config.sample_rate / config.n_fft
-    table = np.zeros((UNPITCHED + 1, config.n_features + 1), np.float32)
+    table = np.zeros((UNPITCHED + 1, config.n_features + PITCH_EXTRA), np.float32)
     for midi in range(128):
         f0 = float(midi_to_hz(midi))
         partials = f0 * np.arange(1, int(config.sample_rate / 2 / f0) + 1) / bin_hz
@@ -92,8 +94,14 @@ def _feature_table(config):
             basis = spectral.mel_basis(config)
             power = (basis @ power) / np.maximum(basis.sum(axis=1), 1e-9)
         db = 10 * np.log10(np.maximum(power / power.max(), 10 ** (COMB_FLOOR_DB / 10)))
-        table[midi, :-1] = db / 20.0
-    table[UNPITCHED, -1] = 1.0
+        table[midi, : config.n_features] = db / 20.0
+    # The smooth description of pitch the networks embed (the comb above only shapes the output):
+    # position on the keyboard and two slow periodic features, all continuous in MIDI number,
+    # so pitches between the trained ones get embeddings between theirs.
+    midi = np.arange(128, dtype=np.float64)
+    smooth = np.stack([midi / 127.0, np.sin(2 * np.pi * midi / 96), np.cos(2 * np.pi * midi / 96)], axis=1)
+    table[:128, config.n_features + 1 :] = smooth
+    table[UNPITCHED, config.n_features] = 1.0
     table.setflags(write=False)
     return table
 
@@ -119,5 +127,5 @@ def harmonic_prior(pitch, config, *, floor=0.02):
 
 
 def pitch_features(pitch, config):
-    """Conditioning vector(s) ``[..., n_features + 1]`` for label(s) ``pitch`` (int or int array)."""
+    """Conditioning vector(s) ``[..., n_features + 4]`` for label(s) ``pitch`` (int or int array)."""
     return _feature_table(config)[np.asarray(pitch, dtype=np.int64)]

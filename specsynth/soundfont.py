@@ -5,7 +5,6 @@ renders it. A note is held for ``hold`` seconds and then released, ``seconds`` l
 """
 from __future__ import annotations
 
-import functools
 import os
 
 import numpy as np
@@ -49,8 +48,9 @@ def default_soundfont():
     return path
 
 
-@functools.lru_cache(maxsize=4)
 def _synth(soundfont, sample_rate):
+    # A fresh synth per note (about 10 ms): a reused one keeps channel and voice state between
+    # notes, so the same note would not always render to the same samples.
     import tinysoundfont
 
     synth = tinysoundfont.Synth(samplerate=sample_rate, gain=0)
@@ -82,8 +82,6 @@ def render_note(program, pitch, *, velocity=100, seconds=4.0, hold=3.0, sample_r
     if not 0 <= int(program) <= 127 or not 0 <= int(pitch) <= 127 or not 1 <= int(velocity) <= 127:
         raise ConfigError(f"program and pitch must be 0..127 and velocity 1..127, got {program}, {pitch}, {velocity}")
     synth, sfid = _synth(soundfont or default_soundfont(), int(sample_rate))
-    synth.notes_off()
-    synth.sounds_off()
     synth.program_select(0, sfid, 0, int(program))
     n_total = int(round(seconds * sample_rate))
     n_hold = min(int(round(hold * sample_rate)), n_total)
@@ -91,7 +89,6 @@ def render_note(program, pitch, *, velocity=100, seconds=4.0, hold=3.0, sample_r
     held = np.frombuffer(synth.generate(n_hold), dtype=np.float32) if n_hold else np.zeros(0, np.float32)
     synth.noteoff(0, int(pitch))
     rest = np.frombuffer(synth.generate(n_total - n_hold), dtype=np.float32) if n_total > n_hold else np.zeros(0, np.float32)
-    synth.sounds_off()
     stereo = np.concatenate([held, rest]).reshape(-1, 2)
     return stereo.mean(axis=1).astype(np.float32)
 

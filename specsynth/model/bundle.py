@@ -29,7 +29,8 @@ FORMAT_VERSION = 1
 FILES = ("config.json", "vae.keras", "prior.keras", "norm.npz", "metrics.json")
 PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained"
 # Classes a bundle's .keras files may hold: Keras's own (minus Lambda) and ours.
-OURS = {"specsynth>VAE", "specsynth>LatentPrior", "specsynth>BroadcastTime", "specsynth>HarmonicOutput"}
+OURS = {"specsynth>VAE", "specsynth>LatentPrior", "specsynth>BroadcastTime", "specsynth>HarmonicOutput",
+        "specsynth>TakeLast"}
 FORBIDDEN = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
 
 
@@ -211,7 +212,7 @@ def load_bundle(path="pretrained"):
                 models[name] = keras.saving.load_model(path / f"{name}.keras", safe_mode=True, compile=False)
             except Exception as exc:  # Keras reports many kinds of failure; the reason is what matters
                 reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-            raise BundleError(f"{name}.keras cannot be loaded ({reason[:300]})", path=path) from None
+                raise BundleError(f"{name}.keras cannot be loaded ({reason[:300]})", path=path) from None
         skipped = [str(w.message) for w in caught if "freshly-initialized" in str(w.message)]
         if skipped:
             raise BundleError(f"{name}.keras: some weights do not fit the model ({skipped[0].splitlines()[0][:200]})",

@@ -9,22 +9,33 @@ import sys
 from pathlib import Path
 
 # General MIDI programs across the families; HELDOUT_PROGRAMS never appear in training.
-TRAIN_PROGRAMS = (0, 4, 6, 11, 12, 19, 21, 24, 26, 32, 33, 40, 42, 46, 48, 52, 56, 57, 60, 65, 68, 71, 73, 75,
-                  80, 81, 88, 89, 104, 105, 108, 114)
 HELDOUT_PROGRAMS = (1, 16, 25, 41, 53, 61, 70, 74)
-TRAIN_PITCHES = tuple(range(36, 85, 2))   # even MIDI notes C2..C6
-HELDOUT_PITCHES = tuple(range(37, 85, 6))  # odd notes, never trained on
+# Every melodic program but the held-out ones (112..127 are percussion and sound effects).
+TRAIN_PROGRAMS = tuple(p for p in range(112) if p not in HELDOUT_PROGRAMS)
+HELDOUT_PITCHES = tuple(range(37, 85, 6))  # 37, 43, ..., 79: never trained on, by any program
+
+
+def train_pitches(program):
+    """Every fourth note from C2 up to C6, offset by program so that together the programs cover
+    every semitone except the held-out ones (which no program is trained on)."""
+    return tuple(k for k in range(36 + program % 4, 85, 4) if k not in HELDOUT_PITCHES)
 VELOCITY = 100
 # Held-out notes for the benchmarks: unseen programs at unseen pitches, and seen programs at unseen pitches.
-HELDOUT_NOTES = tuple((p, k) for p, k in zip(HELDOUT_PROGRAMS * 2, HELDOUT_PITCHES + HELDOUT_PITCHES[::-1])) + (
-    (0, 61), (42, 49), (73, 73), (56, 67), (24, 55), (33, 43), (19, 59), (81, 65))
+HELDOUT_NOTES = tuple(zip(HELDOUT_PROGRAMS, HELDOUT_PITCHES)) + (
+    (0, 61), (42, 49), (73, 73), (56, 67), (24, 55), (33, 43), (19, 79), (81, 67))
 
 
 def training_items(config, progress=None):
     from ..data import items_from_soundfont
 
-    return items_from_soundfont(config, programs=TRAIN_PROGRAMS, pitches=TRAIN_PITCHES, velocities=(VELOCITY,),
-                                progress=progress)
+    items, summaries = [], []
+    for program in TRAIN_PROGRAMS:
+        got, summary = items_from_soundfont(config, programs=[program], pitches=train_pitches(program),
+                                            velocities=(VELOCITY,), progress=progress)
+        items.extend(got)
+        summaries.append(summary)
+    return items, {"notes": sum(s["notes"] for s in summaries), "skipped": sum(s["skipped"] for s in summaries),
+                   "soundfont": summaries[0]["soundfont"]}
 
 
 def train_pretrained(out="pretrained", *, config=None, settings=None, overwrite=True, verbose=2):
@@ -35,7 +46,7 @@ def train_pretrained(out="pretrained", *, config=None, settings=None, overwrite=
 
     config = config or spectral.SpectralConfig()
     items, summary = training_items(config)
-    summary = {**summary, "programs": list(TRAIN_PROGRAMS), "pitches": list(TRAIN_PITCHES),
+    summary = {**summary, "programs": list(TRAIN_PROGRAMS), "pitches": "every 4th note from 36 + program % 4 to 84",
                "heldout_programs": list(HELDOUT_PROGRAMS), "heldout_pitches": list(HELDOUT_PITCHES)}
     return train(Dataset.from_items(items, config, summary), Path(out), settings=settings or TrainSettings(),
                  overwrite=overwrite, verbose=verbose)

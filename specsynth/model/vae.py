@@ -15,7 +15,27 @@ import numpy as np
 from ._keras import keras
 from keras import layers, ops
 
+from ..pitch import PITCH_EXTRA
+
 PACKAGE = "specsynth"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TakeLast(layers.Layer):
+    """The last ``n`` features: ``[..., C]`` -> ``[..., n]``."""
+
+    def __init__(self, n, **kwargs):
+        super().__init__(**kwargs)
+        self.n = n
+
+    def call(self, x):
+        return x[..., -self.n :]
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.n,)
+
+    def get_config(self):
+        return {**super().get_config(), "n": self.n}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -82,8 +102,8 @@ class HarmonicOutput(layers.Layer):
 
 def build_encoder(features, *, z_dim=16, width=256, kernel=5):
     frames = keras.Input((None, features), name="frames")
-    pitch = keras.Input((features + 1,), name="pitch")
-    p = layers.Dense(64, activation="gelu", name="pitch_embed")(pitch)
+    pitch = keras.Input((features + PITCH_EXTRA,), name="pitch")
+    p = layers.Dense(64, activation="gelu", name="pitch_embed")(TakeLast(PITCH_EXTRA, name="pitch_smooth")(pitch))
     h = layers.Conv1D(width, kernel, padding="same", activation="gelu", name="conv1")(frames)
     h = layers.Concatenate(name="with_pitch")([h, BroadcastTime(name="pitch_time")([h, p])])
     h = layers.Conv1D(width, kernel, padding="same", activation="gelu", name="conv2")(h)
@@ -94,9 +114,9 @@ def build_encoder(features, *, z_dim=16, width=256, kernel=5):
 
 def build_decoder(features, *, z_dim=16, width=256, kernel=5, warp=8.0):
     z = keras.Input((None, z_dim), name="z")
-    pitch = keras.Input((features + 1,), name="pitch")
+    pitch = keras.Input((features + PITCH_EXTRA,), name="pitch")
     pitch_seq = BroadcastTime(name="pitch_time")([z, pitch])
-    p = layers.Dense(64, activation="gelu", name="pitch_embed")(pitch)
+    p = layers.Dense(64, activation="gelu", name="pitch_embed")(TakeLast(PITCH_EXTRA, name="pitch_smooth")(pitch))
     h = layers.Concatenate(name="with_pitch")([z, BroadcastTime(name="pitch_embed_time")([z, p])])
     h = layers.Conv1D(width, kernel, padding="same", activation="gelu", name="conv1")(h)
     h = layers.Conv1D(2 * width, kernel, padding="same", activation="gelu", name="conv2")(h)
@@ -108,7 +128,7 @@ def build_decoder(features, *, z_dim=16, width=256, kernel=5, warp=8.0):
 class VAE(keras.Model):
     """Encoder + decoder trained on normalised frames with a Gaussian likelihood and β-KL.
 
-    Inputs are dicts ``{"frames": [B, T, F], "pitch": [B, F + 1]}``. The loss per frame is
+    Inputs are dicts ``{"frames": [B, T, F], "pitch": [B, F + 4]}`` (:func:`specsynth.pitch.pitch_features`). The loss per frame is
     ``0.5 * sum_f (x - x_hat)^2 + beta_t * KL(q(z|x) || N(0, I))`` with ``beta_t`` rising linearly
     from 0 to ``beta`` over ``warmup_steps`` optimizer steps (KL warm-up).
     """

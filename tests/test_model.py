@@ -1,0 +1,507 @@
+"""The model layer: the bundle API (encode, decode, reconstruct, prior sampling), bundle validation
+on load, and training (atomic bundles, seeds, refusing to overwrite).
+
+Every model here is a tiny real one trained in seconds (tests/tiny_model.py, or trained in the
+test on harmonic tones), so these tests check behaviour, not quality.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import specsynth
+from conftest import REPO, folder_snapshot, harmonic_tone, noise_burst
+from specsynth import BundleError, ConfigError, OutputError, spectral
+from specsynth.pitch import midi_to_hz
+from tiny_model import PITCHES, PROGRAMS, tiny_bundle_fixture
+
+tiny_bundle = tiny_bundle_fixture()
+
+
+@pytest.fixture(scope="module")
+def model(tiny_bundle):
+    return specsynth.load(tiny_bundle)
+
+
+@pytest.fixture(scope="module")
+def keras():
+    from specsynth.model._keras import keras
+
+    return keras
+
+
+def tone(midi, seconds=1.0):
+    return harmonic_tone(float(midi_to_hz(midi)), seconds)
+
+
+# ---------------------------------------------------------------------------------------------
+# The bundle API
+
+
+def test_load_returns_a_model(model, tiny_bundle):
+    from specsynth.model.bundle import Model
+
+    assert isinstance(model, Model)
+    assert model.path == Path(tiny_bundle)
+    assert model.sample_rate == 16000 and model.config == specsynth.SpectralConfig()
+    assert model.z_dim == model.meta["model"]["z_dim"] == 4  # what tiny_model trains
+    assert model.frame_rate == pytest.approx(16000 / 256)
+
+
+@pytest.mark.parametrize("seconds", [0.3, 1.0, 1.37])
+def test_encode_gives_one_latent_per_spectral_frame(model, seconds):
+    x = tone(60, seconds)
+    z = model.encode(x, pitch=60)
+    assert z.dtype == np.float32
+    assert z.shape == (spectral.n_frames(len(x), model.config), model.z_dim)
+    assert np.all(np.isfinite(z))
+
+
+def test_encode_depends_on_the_sound_and_the_pitch_label(model):
+    a = model.encode(tone(60), pitch=60)
+    assert not np.allclose(a, model.encode(noise_burst(1.0, burst=(0.0, 1.0)), pitch=60), atol=1e-4)
+    assert not np.allclose(a, model.encode(tone(60), pitch=72), atol=1e-4)
+    np.testing.assert_array_equal(a, model.encode(tone(60), pitch=60))
+
+
+def test_encode_with_pitch_auto_estimates_the_label(model):
+    x = tone(57, 0.5)  # 220 Hz
+    assert model.pitch_label("auto", x) == 57
+    np.testing.assert_allclose(model.encode(x, pitch="auto"), model.encode(x, pitch=57), atol=1e-6)
+
+
+def test_decode_gives_db_frames_above_the_floor(model):
+    z = model.encode(tone(60), pitch=60)
+    frames = model.decode(z, pitch=60)
+    assert frames.shape == (len(z), model.config.n_features)
+    assert np.all(np.isfinite(frames))
+    assert frames.min() >= model.config.db_floor
+    # a batch [b, time, z] decodes to [b, time, F], each row as if decoded alone
+    batch = model.decode(np.stack([z, z[::-1]]), pitch=60)
+    assert batch.shape == (2,) + frames.shape
+    np.testing.assert_allclose(batch[0], frames, atol=1e-3)
+
+
+def test_decode_at_another_pitch_changes_the_frames(model):
+    z = model.encode(tone(60), pitch=60)
+    assert not np.allclose(model.decode(z, pitch=60), model.decode(z, pitch=72), atol=1e-3)
+
+
+@pytest.mark.parametrize("bad", [129, -1, 60.5, "x"])
+def test_bad_pitch_is_refused(model, bad):
+    with pytest.raises(ConfigError, match="pitch"):
+        model.encode(tone(60), pitch=bad)
+
+
+def test_reconstruct_keeps_the_length_and_is_finite(model):
+    x = tone(60, 0.77)
+    y = model.reconstruct(x, pitch=60)
+    assert y.dtype == np.float32 and y.shape == x.shape
+    assert np.all(np.isfinite(y))
+    assert np.sqrt(np.mean(y**2)) > 1e-4  # a sound, not silence
+
+
+def test_synthesize_circular_gives_one_loop_period(model):
+    z = model.encode(tone(60), pitch=60)
+    t, hop, q = len(z), model.config.hop, model.config.n_fft // model.config.hop
+    loop = model.synthesize(z, pitch=60, circular=True, method="fgla", n_iter=4)
+    plain = model.synthesize(z, pitch=60, method="fgla", n_iter=4)
+    assert loop.shape == (t * hop,)  # circular frames wrap: one frame per hop, no lead-in
+    assert plain.shape == ((t - q + 1) * hop,)
+    assert np.all(np.isfinite(loop)) and np.sqrt(np.mean(loop**2)) > 1e-4
+    # and the length option crops or pads
+    assert model.synthesize(z, pitch=60, circular=True, method="fgla", n_iter=2, length=1000).shape == (1000,)
+
+
+# ---------------------------------------------------------------------------------------------
+# The prior
+
+
+def test_sample_prior_shape_and_seed(model):
+    a = model.sample_prior(40, pitch=60, temperature=1.0, seed=3)
+    assert a.shape == (40, model.z_dim) and a.dtype == np.float32 and np.all(np.isfinite(a))
+    np.testing.assert_array_equal(a, model.sample_prior(40, pitch=60, temperature=1.0, seed=3))
+    b = model.sample_prior(40, pitch=60, temperature=1.0, seed=4)
+    assert not np.allclose(a, b)
+
+
+def test_sample_prior_temperature_zero_ignores_the_seed(model):
+    a = model.sample_prior(30, pitch=60, temperature=0, seed=1)
+    b = model.sample_prior(30, pitch=60, temperature=0, seed=99)
+    np.testing.assert_array_equal(a, b)
+    # while a warm temperature does not
+    assert not np.allclose(model.sample_prior(30, pitch=60, temperature=1.0, seed=1),
+                           model.sample_prior(30, pitch=60, temperature=1.0, seed=99))
+
+
+def test_sample_prior_spread_grows_with_temperature(model):
+    cold = model.sample_prior(300, pitch=60, temperature=0.05, seed=0)
+    hot = model.sample_prior(300, pitch=60, temperature=2.0, seed=0)
+    assert np.std(np.diff(hot, axis=0)) > np.std(np.diff(cold, axis=0))
+
+
+def test_sample_prior_honours_prime(model):
+    prime = model.encode(tone(60), pitch=60)
+    other = model.encode(noise_burst(1.0, burst=(0.0, 1.0)), pitch=60)
+    kw = dict(pitch=60, temperature=0, seed=0)
+    free = model.sample_prior(20, **kw)
+    primed = model.sample_prior(20, prime=prime, **kw)
+    assert primed.shape == (20, model.z_dim)
+    assert not np.allclose(free, primed)
+    assert not np.allclose(primed, model.sample_prior(20, prime=other, **kw))
+    # the continuation depends on the whole prime (the LSTM state), not only its last frame
+    changed_start = prime.copy()
+    changed_start[:10] += 3.0
+    assert not np.allclose(primed, model.sample_prior(20, prime=changed_start, **kw))
+    np.testing.assert_array_equal(primed, model.sample_prior(20, prime=prime, **kw))
+
+
+def test_sample_prior_depends_on_pitch(model):
+    assert not np.allclose(model.sample_prior(20, pitch=48, temperature=0), model.sample_prior(20, pitch=72, temperature=0))
+
+
+@pytest.mark.parametrize("kwargs", [dict(n_frames=0), dict(n_frames=2.5), dict(n_frames=10, temperature=-1),
+                                    dict(n_frames=10, temperature=11), dict(n_frames=10, pitch=200)])
+def test_sample_prior_bad_arguments(model, kwargs):
+    n = kwargs.pop("n_frames")
+    with pytest.raises(ConfigError):
+        model.sample_prior(n, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# "pretrained"
+
+
+def test_pretrained_name_resolves_to_the_repo_folder():
+    from specsynth.model.bundle import PRETRAINED, resolve
+
+    assert PRETRAINED == REPO / "pretrained"
+    assert resolve("pretrained") == PRETRAINED and resolve(None) == PRETRAINED
+    assert resolve("some/folder") == Path("some/folder")
+
+
+def test_load_pretrained():
+    if not (REPO / "pretrained" / "config.json").exists():
+        pytest.skip("pretrained/config.json does not exist yet (the pretrained model has not been trained)")
+    model = specsynth.load("pretrained")
+    assert model.path == REPO / "pretrained"
+    x = tone(60)
+    assert model.encode(x, pitch=60).shape == (spectral.n_frames(len(x), model.config), model.z_dim)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bundle validation: each problem refused with a BundleError that says why
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundle, tmp_path):
+    dst = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, dst)
+    return dst
+
+
+def edit_config(bundle, change):
+    meta = json.loads((bundle / "config.json").read_text())
+    change(meta)
+    (bundle / "config.json").write_text(json.dumps(meta))
+
+
+def refused(path, *words):
+    with pytest.raises(BundleError) as info:
+        specsynth.load(path)
+    message = str(info.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, message
+    return message
+
+
+def test_the_copy_itself_loads(bundle_copy):
+    assert specsynth.load(bundle_copy).path == bundle_copy
+
+
+def test_missing_folder(tmp_path):
+    refused(tmp_path / "nowhere", "no such model bundle", str(tmp_path / "nowhere"))
+
+
+def test_a_file_is_not_a_bundle(tmp_path):
+    (tmp_path / "model.zip").write_bytes(b"PK\x03\x04 not a folder")
+    refused(tmp_path / "model.zip", "is a folder")
+
+
+@pytest.mark.parametrize("name", ["config.json", "vae.keras", "prior.keras", "norm.npz", "metrics.json"])
+def test_missing_file(bundle_copy, name):
+    (bundle_copy / name).unlink()
+    refused(bundle_copy, "missing", name)
+
+
+@pytest.mark.parametrize("version", [2, 0, None, "1"])
+def test_unknown_format_version(bundle_copy, version):
+    edit_config(bundle_copy, lambda m: m.update(format_version=version))
+    refused(bundle_copy, "format version", repr(version))
+
+
+def test_config_json_not_json(bundle_copy):
+    (bundle_copy / "config.json").write_text("{format_version: 1")
+    refused(bundle_copy, "not valid JSON")
+
+
+def test_config_json_without_spectral_config(bundle_copy):
+    edit_config(bundle_copy, lambda m: m.pop("spectral"))
+    refused(bundle_copy, "config.json is invalid")
+
+
+def test_config_json_with_an_invalid_spectral_config(bundle_copy):
+    edit_config(bundle_copy, lambda m: m["spectral"].update(n_fft=1000, hop=300))
+    refused(bundle_copy, "config.json is invalid", "hop")
+
+
+@pytest.mark.parametrize("change, features", [({"representation": "mel"}, 128), ({"n_fft": 2048, "hop": 512}, 1025),
+                                              ({"n_fft": 512, "hop": 128}, 257)])
+def test_spectral_config_that_does_not_match_the_weights(bundle_copy, change, features):
+    edit_config(bundle_copy, lambda m: m["spectral"].update(change))
+    refused(bundle_copy, "does not match the weights", "513 features", f"has {features}")
+
+
+def test_latent_size_that_does_not_match_the_weights(bundle_copy):
+    edit_config(bundle_copy, lambda m: m["model"].update(z_dim=7))
+    refused(bundle_copy, "latent sizes disagree")
+
+
+def _save_plain_model(keras, path, layer):
+    inp = keras.Input((4,))
+    keras.Model(inp, layer(inp)).save(path)
+
+
+def test_lambda_layer_is_refused(bundle_copy, keras):
+    _save_plain_model(keras, bundle_copy / "vae.keras", keras.layers.Lambda(lambda x: x * 2.0))
+    refused(bundle_copy, "vae.keras", "Lambda", "refused")
+
+
+def test_unregistered_custom_class_is_refused(bundle_copy, keras):
+    class Sneaky(keras.layers.Layer):
+        def call(self, x):
+            return x
+
+    _save_plain_model(keras, bundle_copy / "prior.keras", Sneaky())
+    refused(bundle_copy, "prior.keras", "unknown class", "Sneaky")
+
+
+def test_custom_class_registered_elsewhere_is_refused(bundle_copy, keras):
+    @keras.saving.register_keras_serializable(package="elsewhere")
+    class Registered(keras.layers.Layer):
+        def call(self, x):
+            return x
+
+    _save_plain_model(keras, bundle_copy / "vae.keras", Registered())
+    refused(bundle_copy, "vae.keras", "unknown class", "elsewhere>Registered")
+
+
+def test_keras_file_of_the_wrong_model_is_refused(bundle_copy, keras):
+    _save_plain_model(keras, bundle_copy / "vae.keras", keras.layers.Dense(3))
+    refused(bundle_copy, "vae.keras", "not a specsynth VAE")
+
+
+def test_weights_that_do_not_fit_the_saved_architecture(bundle_copy):
+    """A .keras whose config no longer matches its weights (as when the model code changes
+    between versions) is refused, not loaded with some layers left at random weights."""
+    path = bundle_copy / "vae.keras"
+    with zipfile.ZipFile(path) as z:
+        files = {name: z.read(name) for name in z.namelist()}
+    config = files["config.json"].decode()
+    match = re.search(r'"units": (\d+)', config)
+    assert match, "the VAE has a Dense layer"
+    files["config.json"] = (config[: match.start()] + f'"units": {int(match.group(1)) + 1}' + config[match.end():]).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    refused(bundle_copy, "vae.keras")
+
+
+def test_swapped_keras_files_are_refused(bundle_copy):
+    vae = (bundle_copy / "vae.keras").read_bytes()
+    shutil.copy(bundle_copy / "prior.keras", bundle_copy / "vae.keras")
+    (bundle_copy / "prior.keras").write_bytes(vae)
+    refused(bundle_copy, "not a specsynth")
+
+
+@pytest.mark.parametrize("content", [b"not a zip at all", b"", b"PK\x03\x04truncated"])
+def test_corrupt_keras_file(bundle_copy, content):
+    (bundle_copy / "vae.keras").write_bytes(content)
+    refused(bundle_copy, "vae.keras", "not a valid .keras archive")
+
+
+def test_keras_zip_without_config(bundle_copy):
+    with zipfile.ZipFile(bundle_copy / "prior.keras", "w") as z:
+        z.writestr("metadata.json", "{}")
+    refused(bundle_copy, "prior.keras", "not a valid .keras archive")
+
+
+def _edit_norm(bundle, change):
+    with np.load(bundle / "norm.npz") as data:
+        norm = dict(data)
+    change(norm)
+    np.savez(bundle / "norm.npz", **norm)
+
+
+@pytest.mark.parametrize("key, size", [("frame_mean", 512), ("frame_std", 10), ("latent_mean", 5), ("latent_std", 3)])
+def test_norm_with_wrong_shapes(bundle_copy, key, size):
+    _edit_norm(bundle_copy, lambda n: n.update({key: np.ones(size, np.float32)}))
+    refused(bundle_copy, "norm.npz shapes do not match")
+
+
+def test_norm_missing_an_array(bundle_copy):
+    _edit_norm(bundle_copy, lambda n: n.pop("latent_std"))
+    refused(bundle_copy, "norm.npz is invalid", "latent_std")
+
+
+def test_norm_not_an_npz(bundle_copy):
+    (bundle_copy / "norm.npz").write_text("mean = 0")
+    refused(bundle_copy, "norm.npz is invalid")
+
+
+def test_loading_uses_keras_safe_mode(bundle_copy, keras, monkeypatch):
+    """Even with our own archive check switched off, Keras's safe mode refuses a Lambda layer."""
+    from specsynth.model import bundle
+
+    calls = []
+    real = keras.saving.load_model
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("safe_mode"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(keras.saving, "load_model", spy)
+    specsynth.load(bundle_copy)
+    assert calls == [True, True]
+
+    monkeypatch.setattr(bundle, "check_keras_file", lambda path: None)
+    _save_plain_model(keras, bundle_copy / "vae.keras", keras.layers.Lambda(lambda x: x * 2.0))
+    message = refused(bundle_copy, "vae.keras cannot be loaded")
+    assert "safe" in message.lower(), message
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def tiny_settings(seed=0, **changes):
+    from specsynth.model.train import TrainSettings
+
+    settings = dict(z_dim=4, width=8, epochs=1, prior_epochs=0, prior_units=8, prior_mixtures=1, segment_frames=32,
+                    prior_segment_frames=16, batch_size=4, val_fraction=0.0, warmup_steps=10, seed=seed)
+    settings.update(changes)
+    return TrainSettings(**settings)
+
+
+@pytest.fixture(scope="module")
+def tone_dataset():
+    from specsynth.data import Dataset
+
+    items = [(f"tone_{m}.wav", m, tone(m)) for m in (48, 60, 72)]
+    return Dataset.from_items(items, specsynth.SpectralConfig(), summary={"files": 3, "skipped": 0})
+
+
+@pytest.fixture(scope="module")
+def seed_runs(tone_dataset, tmp_path_factory):
+    """Three tiny trainings on the same data: seed 0, seed 0 again, seed 1 (over an existing folder,
+    with overwrite=True)."""
+    from specsynth.model.train import train
+
+    root = tmp_path_factory.mktemp("seeds")
+    (root / "c").mkdir()
+    (root / "c" / "stale.txt").write_text("from before")
+    logs = {}
+    runs = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        logs[name] = []
+        runs[name] = train(tone_dataset, root / name, settings=tiny_settings(seed), overwrite=name == "c", verbose=0,
+                           log=logs[name].append)
+    return root, runs, logs
+
+
+def test_train_writes_a_complete_bundle(seed_runs):
+    from specsynth.model.bundle import FILES, Model
+
+    root, runs, logs = seed_runs
+    out = root / "a"
+    assert isinstance(runs["a"], Model)
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    assert not (root / "a.partial").exists(), "the work folder was left behind"
+    assert sorted(p.name for p in root.iterdir()) == ["a", "b", "c"]  # no temporary folders either
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["format_version"] == 1
+    assert meta["model"]["z_dim"] == 4 and meta["model"]["width"] == 8
+    assert meta["training"]["items"] == 3 and meta["training"]["seed"] == 0
+    assert len(meta["training"]["history"]["vae"]) == 1
+    assert any(line.startswith("wrote ") for line in logs["a"])
+    # the returned model works, and is what loading the folder gives
+    x = tone(60)
+    np.testing.assert_array_equal(runs["a"].encode(x, pitch=60), specsynth.load(out).encode(x, pitch=60))
+
+
+def test_tiny_bundle_has_held_out_metrics_and_history(tiny_bundle):
+    meta = json.loads((Path(tiny_bundle) / "config.json").read_text())
+    metrics = json.loads((Path(tiny_bundle) / "metrics.json").read_text())
+    n_items = len(PROGRAMS) * len(PITCHES)
+    assert meta["training"]["items"] == n_items
+    assert meta["training"]["val_items"] == round(n_items * meta["model"]["val_fraction"]) >= 1
+    assert len(meta["training"]["val_names"]) == meta["training"]["val_items"]
+    assert set(metrics["val_vae"]) == {"loss", "recon", "kl"}
+    assert np.isfinite(metrics["val_prior_nll"])
+    history = meta["training"]["history"]
+    assert len(history["vae"]) == meta["model"]["epochs"] and len(history["prior"]) == meta["model"]["prior_epochs"]
+    assert "val_loss" in history["vae"][0]
+
+
+def test_same_seed_same_weights_other_seed_other_weights(seed_runs):
+    _, runs, _ = seed_runs
+    x = tone(60)
+    za, zb, zc = (runs[k].encode(x, pitch=60) for k in "abc")
+    np.testing.assert_array_equal(za, zb)
+    for wa, wb in zip(runs["a"].vae.get_weights(), runs["b"].vae.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    assert np.abs(za - zc).max() > 1e-3
+
+
+def test_existing_output_is_refused_and_untouched(seed_runs, tone_dataset):
+    from specsynth.model.train import train
+
+    root, _, _ = seed_runs
+    before = folder_snapshot(root / "a")
+    with pytest.raises(OutputError, match="already exists"):
+        train(tone_dataset, root / "a", settings=tiny_settings(), verbose=0, log=lambda *a: None)
+    assert folder_snapshot(root / "a") == before
+    assert not (root / "a.partial").exists()
+
+
+def test_overwrite_replaces_the_bundle(seed_runs):
+    from specsynth.model.bundle import FILES
+
+    root, runs, _ = seed_runs
+    assert sorted(p.name for p in (root / "c").iterdir()) == sorted(FILES)  # stale.txt is gone
+    assert runs["c"].meta["training"]["seed"] == 1
+
+
+@pytest.mark.parametrize("change, word", [({"epochs": 0}, "epochs"), ({"val_fraction": 0.6}, "val_fraction"),
+                                          ({"strategy": "tpu"}, "strategy"), ({"z_dim": 0}, "z_dim")])
+def test_bad_settings_are_refused_before_anything_is_written(tone_dataset, tmp_path, change, word):
+    from specsynth.model.train import train
+
+    with pytest.raises(ConfigError, match=word):
+        train(tone_dataset, tmp_path / "model", settings=tiny_settings(**change), verbose=0, log=lambda *a: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_with_nothing_to_resume(tone_dataset, tmp_path):
+    from specsynth.model.train import train
+
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        train(tone_dataset, tmp_path / "model", settings=tiny_settings(), resume=True, verbose=0, log=print)
+    assert list(tmp_path.iterdir()) == []
