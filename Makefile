@@ -23,7 +23,7 @@ $(STAMP): requirements.txt pyproject.toml scripts/install_browser.sh
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/python -m specsynth.demo
+	$(BIN)/specsynth render demo/demo.toml -o out
 
 test: install
 	$(BIN)/python -m pytest -q tests

@@ -205,6 +205,15 @@ class atomic_output:
         return False
 
 
+def temp_dir_beside(path):
+    """A new empty folder beside ``path`` to build it in, then rename into place; mode as ``mkdir``'s."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700 folders
+    return tmp
+
+
 def check_writable_dir(folder):
     """Create ``folder`` if needed and check it is writable; raises OutputError otherwise."""
     folder = Path(folder)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -111,8 +110,7 @@ def write_dataset(out, items, config, summary, *, overwrite=False):
         from .errors import OutputError
 
         raise OutputError("already exists (use --overwrite to replace it)", path=out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = audio.temp_dir_beside(out)
     try:
         entries, blocks, offset = [], [], 0
         for name, pitch, x in items:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -22,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import phase, spectral
+from ..audio import temp_dir_beside
 from ..errors import BundleError, ConfigError
-from ..pitch import UNPITCHED, check_pitch, estimate_pitch, pitch_features
+from ..pitch import PITCH_EXTRA, UNPITCHED, check_pitch, estimate_pitch, pitch_features
 
 FORMAT_VERSION = 1
 FILES = ("config.json", "vae.keras", "prior.keras", "norm.npz", "metrics.json")
@@ -240,6 +240,14 @@ def load_bundle(path="pretrained"):
     return Model(path, config, meta, vae, prior, norm, metrics)
 
 
+def _inference_copy(model, example):
+    """The same model without its optimizer (whose state would triple the bundle's size)."""
+    clone = type(model).from_config(model.get_config())
+    clone(example)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def save_bundle(out, *, config, hyper, training, vae, prior, norm, metrics, overwrite=False):
     """Write a bundle atomically: into a temporary folder beside ``out``, then rename into place."""
     out = Path(out)
@@ -247,16 +255,17 @@ def save_bundle(out, *, config, hyper, training, vae, prior, norm, metrics, over
         from ..errors import OutputError
 
         raise OutputError("already exists (use --overwrite to replace it)", path=out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = temp_dir_beside(out)
     try:
         meta = {"format_version": FORMAT_VERSION, "spectral": config.to_dict(), "model": hyper,
                 "latent_frame_rate_hz": config.frame_rate, "training": training}
         (tmp / "config.json").write_text(json.dumps(meta, indent=1))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
         np.savez(tmp / "norm.npz", **norm)
-        vae.save(tmp / "vae.keras")
-        prior.save(tmp / "prior.keras")
+        _inference_copy(vae, {"frames": np.zeros((1, 8, vae.features), np.float32),
+                              "pitch": np.zeros((1, vae.features + PITCH_EXTRA), np.float32)}).save(tmp / "vae.keras")
+        _inference_copy(prior, {"z": np.zeros((1, 9, prior.z_dim), np.float32),
+                                "pitch": np.zeros((1, 2), np.float32)}).save(tmp / "prior.keras")
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)
