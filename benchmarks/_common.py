@@ -56,3 +56,14 @@ def write_section(heading, section):
         body = "".join(lines[:start]) + new + ("\n" + tail if tail else "")
     with atomic_output(RESULTS, overwrite=True) as tmp:
         Path(tmp).write_text(body)
+
+
+def verdict(ok):
+    return "**PASS**" if ok else "**FAIL**"
+
+
+def publish(heading, text, write):
+    """Print a section; with ``write``, also put it into RESULTS.md."""
+    print(text)
+    if write:
+        write_section(heading, text)

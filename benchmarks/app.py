@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.request
 
-from _common import ROOT, machine_line, write_section
+from _common import ROOT, machine_line, publish, verdict
 
 SECTION = "## App"
 APP = ROOT / "apps" / "specsynth_app.py"
@@ -73,17 +73,15 @@ def main(argv=None):
         at.slider(key="interp_mix").set_value(value).run()
         times.append(time.perf_counter() - t)
     ms = 1000 * statistics.median(times)
-    ok = lambda b: "**PASS**" if b else "**FAIL**"  # noqa: E731
+
     text = "\n".join([
         SECTION, "", f"`.venv/bin/python benchmarks/app.py --model {args.model} --write` on {machine_line()}", "",
         f"- server health endpoint answering {health:.1f} s after `streamlit run`",
-        f"- {ok(health + first <= 10)} first page ready (server up, then a full first run: model load, library "
+        f"- {verdict(health + first <= 10)} first page ready (server up, then a full first run: model load, library "
         f"notes, first renders) {health + first:.1f} s (target <= 10 s)",
-        f"- {ok(ms <= 300)} mix slider moved on 4 s notes: new audio in {ms:.0f} ms median, "
+        f"- {verdict(ms <= 300)} mix slider moved on 4 s notes: new audio in {ms:.0f} ms median, "
         f"{1000 * max(times):.0f} ms worst of {len(times)} moves (target <= 300 ms)", ""])
-    print(text)
-    if args.write:
-        write_section(SECTION, text)
+    publish(SECTION, text, args.write)
     return 0
 
 

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from _common import ROOT, machine_line, write_section
+from _common import ROOT, machine_line, publish, verdict
 
 from specsynth import audio, metrics, phase, spectral  # noqa: E402
 from specsynth.model import recipe  # noqa: E402
@@ -98,7 +98,7 @@ def run(model_path, repeats=5):
 
 
 def render(r, model_path):
-    ok = lambda b: "**PASS**" if b else "**FAIL**"  # noqa: E731
+
     cfg, hyper = r["config"], r["hyper"]
     lines = [
         SECTION, "",
@@ -116,16 +116,16 @@ def render(r, model_path):
         lines.append(f"| {name} | {lsd:.2f} | {orc:.2f} | {lsd - orc:+.2f} | {cs} |")
     lines += [
         "", "### Targets", "",
-        f"- {ok(r['gap'] <= 2)} round trip: median log-mel distance {r['lsd']:.2f} dB vs oracle {r['lsd_oracle']:.2f} dB; "
+        f"- {verdict(r['gap'] <= 2)} round trip: median log-mel distance {r['lsd']:.2f} dB vs oracle {r['lsd_oracle']:.2f} dB; "
         f"median gap {r['gap']:+.2f} dB (target <= +2 dB)",
-        f"- {ok(r['cents_max'] <= 20)} pitch: {100 * r['cents_within_20']:.0f}% of renders within 20 cents; median "
+        f"- {verdict(r['cents_max'] <= 20)} pitch: {100 * r['cents_within_20']:.0f}% of renders within 20 cents; median "
         f"{r['cents_median']:.0f}, worst {r['cents_max']:.0f} cents (target: all within 20)",
-        f"- {ok(r['ms'] <= 100)} encode + decode + phase of a 4 s note: {r['ms']:.0f} ms (target <= 100 ms)",
-        f"- {ok(r['load_s'] <= 2)} bundle load {r['load_s']:.2f} s (target <= 2 s), after TensorFlow's one-off "
+        f"- {verdict(r['ms'] <= 100)} encode + decode + phase of a 4 s note: {r['ms']:.0f} ms (target <= 100 ms)",
+        f"- {verdict(r['load_s'] <= 2)} bundle load {r['load_s']:.2f} s (target <= 2 s), after TensorFlow's one-off "
         f"import ({r['import_s']:.1f} s in a fresh process, paid once by any command that touches a model)",
-        f"- {ok(r['train_s'] <= 1800)} training from scratch: {r['train_s'] / 60:.1f} min on {r['train_machine']} "
+        f"- {verdict(r['train_s'] <= 1800)} training from scratch: {r['train_s'] / 60:.1f} min on {r['train_machine']} "
         "(target <= 30 min on 2 cores)",
-        f"- {ok(r['prior_mean_diff_max'] <= 0.2 and 0.8 <= r['prior_var_ratio_min'] and r['prior_var_ratio_max'] <= 1.2)} "
+        f"- {verdict(r['prior_mean_diff_max'] <= 0.2 and 0.8 <= r['prior_var_ratio_min'] and r['prior_var_ratio_max'] <= 1.2)} "
         f"prior: per-dimension mean within {r['prior_mean_diff_max']:.2f} encoded std; variance ratio "
         f"{r['prior_var_ratio_min']:.2f}..{r['prior_var_ratio_max']:.2f} (target within 20%)",
         "",
@@ -140,9 +140,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     r = run(args.model)
     text = render(r, args.model)
-    print(text)
-    if args.write:
-        write_section(SECTION, text)
+    publish(SECTION, text, args.write)
     return 0
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import machine_line, write_section
+from _common import machine_line, publish, verdict
 
 from specsynth import audio, metrics, ops  # noqa: E402
 from specsynth.soundfont import note_name, render_note  # noqa: E402
@@ -103,7 +103,7 @@ def main(argv=None):
     loop_rows = loops(model)
     med_a, med_b, ends = interpolation(model)
 
-    ok = lambda b: "**PASS**" if b else "**FAIL**"  # noqa: E731
+
     lines = [SECTION, "", f"`.venv/bin/python benchmarks/render.py --model {args.model} --workers {args.workers}"
              f"{' --full' if args.full else ''} --write` on {machine_line()}", "",
              "| batch | sounds | output samples | wall s (whole command) | samples / s |", "|---|---:|---:|---:|---:|",
@@ -121,19 +121,17 @@ def main(argv=None):
     end_gap = max(max(e) for e in ends)
     mono = bool(np.all(np.diff(med_a) > 0) and np.all(np.diff(med_b) < 0))
     lines += ["", "### Targets", "",
-              f"- {ok(tp['rate'] >= 2e6)} batch throughput {tp['rate'] / 1e6:.2f} M output samples/s "
+              f"- {verdict(tp['rate'] >= 2e6)} batch throughput {tp['rate'] / 1e6:.2f} M output samples/s "
               f"(target >= 2 M/s on 2 cores)"
               + (f"; NSynth Super-sized set of {full['sounds']} sounds in {full['wall']:.0f} s" if full else ""),
-              f"- {ok(all(s <= m for _, _, s, m, _ in loop_rows))} loops: seam flux <= median inside for "
+              f"- {verdict(all(s <= m for _, _, s, m, _ in loop_rows))} loops: seam flux <= median inside for "
               f"{sum(s <= m for _, _, s, m, _ in loop_rows)} of {len(loop_rows)} loops",
-              f"- {ok(mono)} interpolation: median distance to A rises and to B falls monotonically over "
+              f"- {verdict(mono)} interpolation: median distance to A rises and to B falls monotonically over "
               f"{len(PAIRS)} pairs",
-              f"- {ok(end_gap <= 0.5)} endpoints within {end_gap:.2f} dB of the model's own round trip (target <= 0.5 dB)",
+              f"- {verdict(end_gap <= 0.5)} endpoints within {end_gap:.2f} dB of the model's own round trip (target <= 0.5 dB)",
               ""]
     text = "\n".join(lines)
-    print(text)
-    if args.write:
-        write_section(SECTION, text)
+    publish(SECTION, text, args.write)
     return 0
 
 
