@@ -267,6 +267,10 @@ def save_bundle(out, *, config, hyper, training, vae, prior, norm, metrics, over
         _inference_copy(prior, {"z": np.zeros((1, 9, prior.z_dim), np.float32),
                                 "pitch": np.zeros((1, 2), np.float32)}).save(tmp / "prior.keras")
         if out.exists():
+            # files of the user's in the folder (a model card, notes) are kept, not replaced
+            for extra in out.iterdir():
+                if extra.name not in FILES and not (tmp / extra.name).exists():
+                    os.replace(extra, tmp / extra.name)
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(out, old)
