@@ -170,6 +170,14 @@ class Dataset:
         return self
 
 
+def active_span(frames_db, *, top_db=30.0):
+    """The slice of frames from the first to the last whose loudest bin is within ``top_db`` of the
+    sound's loudest: the sounding part, without the silence or near-silent tail around it."""
+    level = np.asarray(frames_db).max(axis=-1)
+    loud = np.flatnonzero(level >= level.max() - top_db)
+    return slice(int(loud[0]), int(loud[-1]) + 1)
+
+
 def segments(frames_list, pitches, seg_len, *, hop=None):
     """Cut frame sequences into ``[n, seg_len, F]`` segments (short items are padded at the floor
     value by edge repetition) with their pitch labels ``[n]``."""

@@ -797,8 +797,22 @@ def render_plan(plan, *, workers=1):
             finish(item, *_write_sfz_item(item, outdir, failed))
     finally:
         bar.close()
+    _print_made(plan, failed)
     print(f"rendered {rendered}, skipped {skipped} (already done), failed {len(failed)}; output folder {outdir}")
     return 1 if failed else 0
+
+
+def _print_made(plan, failed):
+    """What each job made and where: one line per job."""
+    by_job = {}
+    for item in plan.items:
+        by_job.setdefault((item.job, item.kind if item.kind == "sfz" else "audio"), []).append(item)
+    for (job, what), items in sorted(by_job.items()):
+        ok = [i for i in items if i.out not in failed]
+        folders = sorted({str(Path(i.out).parent) for i in ok})
+        where = ", ".join(str(plan.outdir / f) for f in folders) if folders else "-"
+        kind = "SFZ instrument" if what == "sfz" else items[0].kind
+        print(f"  job {job} ({kind}): {len(ok)} of {len(items)} files in {where}")
 
 
 def _render_in_pool(items, outdir, workers, model_paths, finish):

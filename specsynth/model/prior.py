@@ -16,6 +16,7 @@ from ..pitch import UNPITCHED
 from .vae import PACKAGE, BroadcastTime
 
 LOG_2PI = float(np.log(2 * np.pi))
+CLIP = 3.5  # sampled normalised latents are kept within +-CLIP
 
 
 def prior_pitch_features(pitch):
@@ -126,5 +127,8 @@ class NumpyPrior:
                 w = np.exp((logits - logits.max()) / temperature)
                 j = rng.choice(k, p=w / w.sum())
                 x = means[j] + np.sqrt(temperature) * std[j] * rng.standard_normal(d)
+            # Latents are normalised: the training set lies within about +-3. A sampled walk that
+            # strays further decodes to noise, so it is held at the edge of the known space.
+            x = np.clip(x, -CLIP, CLIP)
             out[t] = x
         return out.astype(np.float32)

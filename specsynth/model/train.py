@@ -104,7 +104,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
 
     Returns the loaded :class:`specsynth.model.bundle.Model`.
     """
-    from ..data import Dataset, segments, tf_dataset
+    from ..data import Dataset, active_span, segments, tf_dataset
 
     settings = settings or TrainSettings()
     settings.check()
@@ -201,7 +201,9 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
         return np.asarray(vae.encoder([x, pf], training=False)[0])[0]
 
     all_idx = train_idx + val_idx
-    latents = {i: encode_item(i) for i in all_idx}
+    # The prior learns how *sounding* latents move: release tails and silence would teach it that
+    # everything fades out, and a texture loop grown from it would too.
+    latents = {i: encode_item(i)[active_span(data.item_frames(data.items[i]))] for i in all_idx}
     train_lat = np.concatenate([latents[i] for i in train_idx])
     latent_mean, latent_std = train_lat.mean(axis=0), np.maximum(train_lat.std(axis=0), 1e-3)
 
