@@ -1,0 +1,116 @@
+"""Sound-design operations (specsynth.ops) on the tiny model: alignment, mixing, loops, pitch."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import specsynth
+from conftest import SR, harmonic_tone
+from specsynth import metrics, ops
+from specsynth.errors import ConfigError
+from tiny_model import tiny_bundle_fixture
+
+tiny_bundle = tiny_bundle_fixture()
+
+
+@pytest.fixture(scope="module")
+def model(tiny_bundle):
+    return specsynth.load(tiny_bundle)
+
+
+def test_xy_weights_are_bilinear_and_reach_each_corner():
+    for (x, y), corner in [((0, 0), 0), ((1, 0), 1), ((0, 1), 2), ((1, 1), 3)]:
+        w = ops.xy_weights(x, y)
+        assert w[corner] == 1 and w.sum() == 1
+    w = ops.xy_weights(0.25, 0.7)
+    np.testing.assert_allclose(w, [0.75 * 0.3, 0.25 * 0.3, 0.75 * 0.7, 0.25 * 0.7])
+    with pytest.raises(ConfigError, match="0..1"):
+        ops.xy_weights(1.2, 0.5)
+
+
+def test_resampling_aligns_latent_sequences_end_to_end():
+    a = np.linspace(0, 1, 10)[:, None] * np.ones((1, 3), np.float32)
+    b = np.zeros((25, 3), np.float32)
+    ra, rb = ops.align([a, b])
+    assert ra.shape == rb.shape == (25, 3)
+    # the attack and the release stay at the ends: first and last frames are kept exactly
+    np.testing.assert_allclose(ra[0], a[0]) and np.testing.assert_allclose(ra[-1], a[-1])
+    assert np.all(np.diff(ra[:, 0]) > 0)
+
+
+def test_mix_latents_linear_and_slerp():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 12, 4)).astype(np.float32)
+    np.testing.assert_allclose(ops.mix_latents([a, b], [1, 0]), a, atol=1e-6)
+    np.testing.assert_allclose(ops.mix_latents([a, b], [0, 1], mode="slerp"), b, atol=1e-5)
+    np.testing.assert_allclose(ops.mix_latents([a, b], [2, 2]), (a + b) / 2, atol=1e-6)
+    # halfway between orthogonal sequences of equal norm, slerp keeps the norm; linear shrinks it by 1/sqrt(2)
+    ortho = np.stack([-a[:, 1], a[:, 0], -a[:, 3], a[:, 2]], axis=1)
+    norm = np.linalg.norm(a, axis=1)
+    np.testing.assert_allclose(np.linalg.norm(ops.mix_latents([a, ortho], [1, 1], mode="slerp"), axis=1), norm, rtol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(ops.mix_latents([a, ortho], [1, 1]), axis=1), norm / np.sqrt(2), rtol=1e-4)
+    with pytest.raises(ConfigError, match="weight"):
+        ops.mix_latents([a, b], [1, -1])
+    with pytest.raises(ConfigError, match="mode"):
+        ops.mix_latents([a, b], [1, 1], mode="cubic")
+
+
+def test_interpolate_endpoints_are_the_sounds_own_latents(model):
+    a = harmonic_tone(220, 1.0)
+    b = harmonic_tone(330, 0.6)  # a different length: aligned by resampling
+    sa, sb = ops.encode_sound(model, a, pitch=57), ops.encode_sound(model, b, pitch=64)
+    series = ops.interpolate_series(model, sa, sb, 3)
+    assert [r.params["alpha"] for r in series] == [0.0, 0.5, 1.0]
+    np.testing.assert_allclose(series[0].latents, sa.latents, atol=1e-6)
+    np.testing.assert_allclose(series[-1].latents, ops.resample_latents(sb.latents, len(sa.latents)), atol=1e-6)
+    assert [r.pitch for r in series] == [57, 60, 64]  # the pitch glides with the mix (rounded mean)
+    for r in series:
+        q = model.config.n_fft // model.config.hop  # frames that overlap the signal's edges
+        assert r.samples.shape == ((len(sa.latents) - q + 1) * model.config.hop,)
+        assert np.all(np.isfinite(r.samples)) and np.max(np.abs(r.samples)) > 0
+        assert r.metrics["render_ms"] > 0
+    with pytest.raises(ConfigError, match="alpha"):
+        ops.interpolate(model, sa, sb, 1.5)
+
+
+def test_mix_xy_at_a_corner_equals_that_corner(model):
+    corners = [harmonic_tone(f, 0.8) for f in (196, 262, 330, 392)]
+    at_corner = ops.mix_xy(model, corners, 1.0, 0.0, pitch=60)
+    alone = ops.mix(model, [corners[1]], [1.0], pitch=60)
+    np.testing.assert_allclose(at_corner.frames, alone.frames, atol=1e-4)
+    assert at_corner.params["weights"] == [0.0, 1.0, 0.0, 0.0]
+    with pytest.raises(ConfigError, match="4 corner"):
+        ops.mix_xy(model, corners[:3], 0.5, 0.5)
+
+
+@pytest.mark.parametrize("seconds", [1.0, 1.23])
+def test_loop_has_the_exact_length_and_wraps_in_latent_space(model, seconds):
+    seed = harmonic_tone(220, 1.0)
+    r = ops.loop(model, seed, seconds=seconds, temperature=0.8, seed=3)
+    assert r.samples.shape == (int(round(seconds * SR)),)
+    assert np.all(np.isfinite(r.samples))
+    # the tail was blended into the head: the wrap step is an ordinary step of the walk
+    steps = np.linalg.norm(np.diff(r.latents, axis=0), axis=1)
+    wrap = np.linalg.norm(r.latents[0] - r.latents[-1])
+    assert wrap <= 2 * np.percentile(steps, 90) + 1e-6
+    seam, inside = metrics.loop_seam_flux(r.samples, model.config)
+    assert r.metrics["seam_flux"] == pytest.approx(seam) and r.metrics["median_flux"] == pytest.approx(inside)
+    # the same seed gives the same loop, another seed another
+    np.testing.assert_array_equal(ops.loop(model, seed, seconds=seconds, temperature=0.8, seed=3).samples, r.samples)
+    assert not np.allclose(ops.loop(model, seed, seconds=seconds, temperature=0.8, seed=4).samples, r.samples)
+
+
+def test_loop_without_a_seed_and_bad_lengths(model):
+    r = ops.loop(model, None, seconds=0.5, seed=1)
+    assert r.samples.shape == (SR // 2,) and not r.params["seeded"]
+    with pytest.raises(ConfigError, match="loop length"):
+        ops.loop(model, None, seconds=0.1)
+
+
+def test_render_pitch_and_key_range(model):
+    x = harmonic_tone(220, 0.8)
+    renders = ops.key_range(model, x, [57, 64], source_pitch=57)
+    assert [r.pitch for r in renders] == [57, 64]
+    assert not np.allclose(renders[0].frames, renders[1].frames)
+    same_latents = [r.latents for r in renders]
+    np.testing.assert_array_equal(same_latents[0], same_latents[1])  # one timbre, two pitches
