@@ -482,11 +482,13 @@ def test_existing_output_is_refused_and_untouched(seed_runs, tone_dataset):
     assert not (root / "a.partial").exists()
 
 
-def test_overwrite_replaces_the_bundle(seed_runs):
+def test_overwrite_replaces_the_bundle_but_keeps_the_users_files(seed_runs):
     from specsynth.model.bundle import FILES
 
     root, runs, _ = seed_runs
-    assert sorted(p.name for p in (root / "c").iterdir()) == sorted(FILES)  # stale.txt is gone
+    # the bundle's own files are new; a file of the user's in the folder (a model card, notes) is kept
+    assert sorted(p.name for p in (root / "c").iterdir()) == sorted(FILES + ("stale.txt",))
+    assert (root / "c" / "stale.txt").read_text() == "from before"
     assert runs["c"].meta["training"]["seed"] == 1
 
 
