@@ -1,0 +1,80 @@
+"""The pretrained bundle in pretrained/, on held-out notes (specsynth.model.recipe).
+
+Thresholds are the measured figures (benchmarks/RESULTS.md, "Model") with a margin, so a worse
+retrained model fails here. They are not the targets of the model issue, which this model does not
+yet meet for the round trip and pitch (see pretrained/MODEL_CARD.md).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import specsynth
+from specsynth import audio, metrics, ops, phase, spectral
+from specsynth.data import active_span
+from specsynth.model import recipe
+from specsynth.soundfont import render_note
+
+# (program, pitch): unseen programs at unseen pitches; measured gaps +7.1, +7.3, +5.9, +4.9 dB
+NOTES = [(1, 37), (74, 79), (53, 61), (73, 73)]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return specsynth.load("pretrained")
+
+
+@pytest.fixture(scope="module")
+def notes(model):
+    return {(p, k): audio.normalize_audio(render_note(p, k, sample_rate=model.sample_rate)) for p, k in NOTES}
+
+
+def test_the_bundle_is_small_and_describes_its_training(model):
+    size = sum(f.stat().st_size for f in model.path.iterdir())
+    assert size < 20e6
+    summary = model.meta["training"]["data_summary"]
+    assert summary["heldout_programs"] == list(recipe.HELDOUT_PROGRAMS)
+    assert not set(recipe.HELDOUT_PROGRAMS) & set(summary["programs"])
+    assert (model.path / "MODEL_CARD.md").exists()
+
+
+def test_round_trip_on_held_out_notes(model, notes):
+    gaps = []
+    for (program, pitch), x in notes.items():
+        y = model.reconstruct(x, pitch=pitch)
+        oracle = phase.reconstruct(spectral.magnitude(x, model.config), config=model.config, length=len(x))
+        gaps.append(metrics.log_mel_distance(x, y, model.sample_rate) - metrics.log_mel_distance(x, oracle, model.sample_rate))
+    assert np.median(gaps) < 8.5, gaps  # measured median +6.6 dB on these notes
+
+
+@pytest.mark.parametrize("shift", [-5, 0, 5])
+def test_pitch_renders_land_on_the_target_note(model, notes, shift):
+    import librosa
+
+    # measured -1 / -1 / -1 cents; other held-out notes show pyin octave errors at some shifts
+    # (MODEL_CARD.md), which this regression test does not cover
+    program, pitch = {-5: (74, 79), 0: (53, 61), 5: (1, 37)}[shift]
+    x = notes[(program, pitch)]
+    y = model.synthesize(model.encode(x, pitch=pitch), pitch=pitch + shift)
+    f0, voiced, _ = librosa.pyin(y, fmin=60, fmax=2000, sr=model.sample_rate, frame_length=2048)
+    cents = 1200 * np.log2(np.nanmedian(f0[voiced]) / librosa.midi_to_hz(pitch + shift))
+    assert abs(cents) <= 25, cents
+
+
+def test_prior_samples_stay_in_the_encoded_range(model, notes):
+    encoded = np.concatenate([model.encode(x, pitch=k)[active_span(spectral.analyze(x, model.config))]
+                              for (_, k), x in notes.items()])
+    z = model.sample_prior(250, pitch=61, temperature=1.0, seed=0)
+    mean, std = model.norm["latent_mean"], model.norm["latent_std"]
+    assert np.all(np.abs((z - mean) / std) <= 3.5 + 1e-5)
+    # the per-dimension spread of sampled latents is of the order of the encoded one
+    ratio = z.std(axis=0) / encoded.std(axis=0)
+    assert np.median(ratio) == pytest.approx(1.0, abs=0.6), ratio
+
+
+def test_a_seeded_loop_is_seamless_and_sounding(model, notes):
+    r = ops.loop(model, notes[(53, 61)], seconds=4.0, temperature=0.8, seed=1)
+    assert r.samples.shape == (4 * model.sample_rate,)
+    assert r.metrics["seam_flux"] <= 1.2 * r.metrics["median_flux"], r.metrics
+    frames = spectral.analyze(r.samples, model.config)
+    assert np.mean(frames.max(axis=1) > -40) > 0.5  # most of the loop sounds, it does not fade out
