@@ -71,6 +71,7 @@ from .errors import ManifestError, SpecsynthError
 from .pitch import UNPITCHED, pitch_from_name
 
 INDEX = "index.json"
+JOURNAL = ".index.journal"  # finished items since index.json was written; see _journal
 INDEX_VERSION = 1
 DEFAULTS = {"model": "pretrained", "method": phase.DEFAULT_METHOD, "iters": None, "sample_rate": None,
             "normalize": "peak", "format": "wav"}
@@ -417,13 +418,37 @@ def load_index(outdir):
             raise ValueError
     except (OSError, ValueError, KeyError, TypeError):
         raise ManifestError(f"{path}: is not a specsynth render index (move it away, or use --overwrite)") from None
-    return outputs
+    return {**outputs, **_read_journal(outdir)}
+
+
+def _read_journal(outdir):
+    """Entries appended since index.json was last written (a killed run's finished items)."""
+    entries = {}
+    try:
+        lines = (Path(outdir) / JOURNAL).read_text().splitlines()
+    except OSError:
+        return entries
+    for line in lines:
+        try:
+            out, entry = json.loads(line)
+            entries[out] = entry
+        except (ValueError, TypeError):
+            continue  # a line cut short by a kill: that item was not finished
+    return entries
+
+
+def _journal(outdir, out, entry):
+    """Record one finished item in O(1): a line appended to the journal, merged by load_index.
+    (Rewriting index.json after every item made a big batch quadratic in its size.)"""
+    with open(Path(outdir) / JOURNAL, "a") as fh:
+        fh.write(json.dumps([out, entry]) + "\n")
 
 
 def _write_index(outdir, manifest, outputs):
     data = {"format_version": INDEX_VERSION, "manifest": str(manifest), "outputs": dict(sorted(outputs.items()))}
     with audio.atomic_output(Path(outdir) / INDEX, overwrite=True) as tmp:
         Path(tmp).write_text(json.dumps(data, indent=1))
+    (Path(outdir) / JOURNAL).unlink(missing_ok=True)  # everything it held is in index.json now
 
 
 def plan_manifest(manifest, *, outdir=None, overwrite=False, model_override=None):
@@ -780,7 +805,7 @@ def render_plan(plan, *, workers=1):
             failed[item.out] = error
             index[item.out] = _entry(item, "failed", error=error)
             bar.write(f"specsynth: failed: {item.out}: {error}", file=sys.stderr)
-        _write_index(outdir, plan.manifest.absolute(), index)
+        _journal(outdir, item.out, index[item.out])
         bar.update(1)
 
     model_paths = sorted({i.settings["model"] for i in sounds})
@@ -797,6 +822,7 @@ def render_plan(plan, *, workers=1):
             finish(item, *_write_sfz_item(item, outdir, failed))
     finally:
         bar.close()
+        _write_index(outdir, plan.manifest.absolute(), index)
     _print_made(plan, failed)
     print(f"rendered {rendered}, skipped {skipped} (already done), failed {len(failed)}; output folder {outdir}")
     return 1 if failed else 0

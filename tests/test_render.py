@@ -42,12 +42,15 @@ def tone(path, f0=196.0, seconds=1.0):
 
 
 def read_index(outdir):
-    return json.loads((Path(outdir) / "index.json").read_text())["outputs"]
+    """index.json plus the journal of items finished since it was written (as a rerun reads it)."""
+    from specsynth.render import load_index
+
+    return load_index(outdir)
 
 
 def mtimes(outdir):
     return {str(p.relative_to(outdir)): p.stat().st_mtime_ns for p in Path(outdir).rglob("*")
-            if p.is_file() and p.name != "index.json"}
+            if p.is_file() and p.name not in ("index.json", ".index.journal")}
 
 
 def files(outdir):
