@@ -177,15 +177,16 @@ def parse_ranges(text, name, lo=0, hi=127):
 def cmd_reconstruct(args):
     from tqdm import tqdm
 
-    from . import audio, phase
+    from . import audio
     from .reconstruct import output_paths, reconstruct_file
 
     _check_iters(args.iters)
-    audio.check_writable_dir(args.outdir)
-    outs = output_paths(args.inputs, args.outdir, overwrite=args.overwrite)
-    # Read every input before writing anything, so one bad file leaves no partial output.
+    # Read every input and check every output before writing anything (not even the folder), so
+    # one bad file leaves no partial output.
     for path in args.inputs:
         audio.load(path, max_seconds=args.max_seconds)
+    outs = output_paths(args.inputs, args.outdir, overwrite=args.overwrite)
+    audio.check_writable_dir(args.outdir)
     bar = tqdm(list(zip(args.inputs, outs)), disable=len(outs) < 4, unit="file", file=sys.stderr)
     for src, dst in bar:
         r = reconstruct_file(src, dst, method=args.method, n_iter=args.iters, overwrite=args.overwrite,
