@@ -31,6 +31,8 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/phase.py --write
 	$(BIN)/python benchmarks/model.py --write
+	$(BIN)/python benchmarks/render.py --full --write
+	$(BIN)/python benchmarks/app.py --write
 
 app: install
 	$(BIN)/specsynth app
