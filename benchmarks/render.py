@@ -122,9 +122,12 @@ def main(argv=None):
     end_gap = max(max(e) for e in ends)
     mono = bool(np.all(np.diff(med_a) > 0) and np.all(np.diff(med_b) < 0))
     lines += ["", "### Targets", "",
-              f"- {verdict(tp['rate'] >= 2e6)} batch throughput {tp['rate'] / 1e6:.2f} M output samples/s "
-              f"(target >= 2 M/s on 2 cores)"
-              + (f"; NSynth Super-sized set of {full['sounds']} sounds in {full['wall']:.0f} s" if full else ""),
+              # throughput is judged on the big batch when there is one: on 100 sounds the workers'
+              # start-up (TensorFlow import, model load: ~5 s) is most of the wall time
+              f"- {verdict((full or tp)['rate'] >= 2e6)} batch throughput "
+              + (f"{full['rate'] / 1e6:.2f} M output samples/s on the NSynth Super-sized set ({full['sounds']} "
+                 f"sounds in {full['wall']:.0f} s, whole command); " if full else "")
+              + f"{tp['rate'] / 1e6:.2f} M/s on {tp['sounds']} sounds, start-up included (target >= 2 M/s on 2 cores)",
               f"- {verdict(all(s <= m for _, _, s, m, _ in loop_rows))} loops: seam flux <= median inside for "
               f"{sum(s <= m for _, _, s, m, _ in loop_rows)} of {len(loop_rows)} loops",
               f"- {verdict(mono)} interpolation: median distance to A rises and to B falls monotonically over "
