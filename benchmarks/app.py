@@ -2,11 +2,11 @@
 
     .venv/bin/python benchmarks/app.py [--model BUNDLE] [--write]
 
-* first page: `streamlit run apps/specsynth_app.py` started as a real server; seconds until the
-  health endpoint answers, and until a full first run of the page (model load, library notes,
-  first renders) has finished in an AppTest session. Target <= 10 s.
-* slider: the A <-> B mix slider moved to new positions (4 s notes, default phase method), wall
-  time of each rerun of the page in AppTest (only the section's fragment reruns). Target <= 300 ms.
+* first page: `streamlit run apps/specsynth_app.py` started as a real server and loaded in
+  headless Chromium: seconds until all five players are on the page. Target <= 10 s.
+* slider: the A <-> B mix slider moved one step with the keyboard in the browser (4 s notes,
+  default phase method): milliseconds until a new <audio> source appears. Target <= 300 ms.
+  Also the same move in AppTest (whole-script rerun), for comparison.
 """
 from __future__ import annotations
 
@@ -31,24 +31,84 @@ def free_port():
         return s.getsockname()[1]
 
 
-def server_ready_seconds(env):
+def start_server(env):
+    """``streamlit run`` on a free localhost port; returns (process, url, seconds until healthy)."""
     port = free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port), "--server.address",
            "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while time.perf_counter() - t < 60:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        return time.perf_counter() - t
-            except OSError:
-                time.sleep(0.05)
-        return float("nan")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    url = f"http://127.0.0.1:{port}"
+    while time.perf_counter() - t < 60:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
+                if r.status == 200:
+                    return proc, url, time.perf_counter() - t
+        except OSError:
+            time.sleep(0.05)
+    proc.terminate()
+    raise SystemExit("the app's server did not start within 60 s")
+
+
+CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--window-size=1400,1000")
+
+
+def browser_timings(url, started, moves=6):
+    """In headless Chromium: seconds from ``streamlit run`` to all five players on the page, and the
+    time from each mix-slider key press to a new <audio> source (milliseconds)."""
+    import tempfile
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    options = Options()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    with tempfile.TemporaryDirectory() as profile:
+        options.add_argument(f"--user-data-dir={profile}")
+        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+        try:
+            def sources():
+                return {a.get_attribute("src") for a in driver.find_elements(By.TAG_NAME, "audio")} - {None, ""}
+
+            def poll(condition, timeout):
+                deadline = time.perf_counter() + timeout
+                while time.perf_counter() < deadline:
+                    try:
+                        value = condition()
+                    except Exception:  # a node replaced under us: look again
+                        value = None
+                    if value:
+                        return value
+                    time.sleep(0.005)
+                raise SystemExit("the page did not answer in time")
+
+            driver.get(url)
+            poll(lambda: len(sources()) >= 5, 120)
+            page_s = time.perf_counter() - started
+            slider = next(w for w in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSlider"]')
+                          if "A ⟷ B" in w.text)
+            thumb = (slider.find_elements(By.CSS_SELECTOR, '[role="slider"]')
+                     or slider.find_elements(By.CSS_SELECTOR, 'input[type="range"]'))[0]
+            ActionChains(driver).click(thumb if thumb.is_displayed() else thumb.find_element(By.XPATH, "./../..")).perform()
+            times = []
+            for _ in range(moves):
+                before = sources()
+                t = time.perf_counter()
+                ActionChains(driver).send_keys(Keys.ARROW_RIGHT).perform()
+                poll(lambda: sources() - before, 30)
+                times.append(1000 * (time.perf_counter() - t))
+                time.sleep(0.3)
+            return page_s, times
+        finally:
+            driver.quit()
 
 
 def main(argv=None):
@@ -57,14 +117,18 @@ def main(argv=None):
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
     os.environ["SPECSYNTH_MODEL"] = args.model
-    health = server_ready_seconds(dict(os.environ))
+    started = time.perf_counter()
+    proc, url, health = start_server(dict(os.environ))
+    try:
+        page_s, browser_ms = browser_timings(url, started)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
     from streamlit.testing.v1 import AppTest
 
-    t = time.perf_counter()
     at = AppTest.from_file(str(APP), default_timeout=120)
     at.run()
-    first = time.perf_counter() - t
     if at.exception or at.error:
         raise SystemExit(f"the app failed: {[e.message for e in at.exception] + [e.value for e in at.error]}")
     times = []
@@ -72,15 +136,17 @@ def main(argv=None):
         t = time.perf_counter()
         at.slider(key="interp_mix").set_value(value).run()
         times.append(time.perf_counter() - t)
-    ms = 1000 * statistics.median(times)
-
+    ms = statistics.median(browser_ms)
     text = "\n".join([
         SECTION, "", f"`.venv/bin/python benchmarks/app.py --model {args.model} --write` on {machine_line()}", "",
         f"- server health endpoint answering {health:.1f} s after `streamlit run`",
-        f"- {verdict(health + first <= 10)} first page ready (server up, then a full first run: model load, library "
-        f"notes, first renders) {health + first:.1f} s (target <= 10 s)",
-        f"- {verdict(ms <= 300)} mix slider moved on 4 s notes: new audio in {ms:.0f} ms median, "
-        f"{1000 * max(times):.0f} ms worst of {len(times)} moves (target <= 300 ms)", ""])
+        f"- {verdict(page_s <= 10)} first page ready (all five players on the page in headless Chromium) "
+        f"{page_s:.1f} s after `streamlit run` (target <= 10 s)",
+        f"- {verdict(ms <= 300)} mix slider moved one step in headless Chromium on 4 s notes: new audio source "
+        f"{ms:.0f} ms after the key press (median of {len(browser_ms)}, worst {max(browser_ms):.0f} ms; "
+        "target <= 300 ms)",
+        f"- the same move in Streamlit's AppTest, which reruns the whole script rather than the section's "
+        f"fragment: {1000 * statistics.median(times):.0f} ms median", ""])
     publish(SECTION, text, args.write)
     return 0
 
