@@ -124,3 +124,15 @@ def run_cli(*args, python_flags=(), cwd=None, timeout=120):
 @pytest.fixture(scope="session")
 def config():
     return specsynth.SpectralConfig()
+
+
+def assert_user_error(result, words, folder, before=None):
+    """Exit 2, exactly one stderr line holding every one of ``words``, no traceback, and ``folder``
+    as it was (``before``, or empty)."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and result.stderr.endswith("\n"), result.stderr
+    for word in words:
+        assert str(word) in lines[0], (word, lines[0])
+    assert "Traceback" not in result.stderr
+    assert folder_snapshot(folder) == (before or {}), "the failed run left files behind"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import specsynth
-from conftest import SR, folder_snapshot, harmonic_tone, noise_burst, run_cli, write_wav
+from conftest import SR, assert_user_error, folder_snapshot, harmonic_tone, noise_burst, run_cli, write_wav
 from specsynth import ConfigError, data, spectral
 from specsynth.pitch import PITCH_EXTRA, UNPITCHED, check_pitch, midi_to_hz, pitch_features, pitch_from_name
 
@@ -22,17 +22,6 @@ def tone(midi, seconds=1.0):
 def read_dataset(path):
     meta = json.loads((path / "dataset.json").read_text())
     return meta, np.load(path / "frames.npy")
-
-
-def assert_user_error(result, words, folder, before=None):
-    """Exit 2, one stderr line holding all ``words``, no traceback, ``folder`` as it was."""
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and result.stderr.endswith("\n"), result.stderr
-    for word in words:
-        assert str(word) in lines[0], (word, lines[0])
-    assert "Traceback" not in result.stderr
-    assert folder_snapshot(folder) == (before or {}), "the failed run left files behind"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import pytest
 import soundfile as sf
 
 import specsynth
-from conftest import REPO, folder_snapshot, harmonic_tone, run_cli, write_wav
+from conftest import REPO, assert_user_error, folder_snapshot, harmonic_tone, run_cli, write_wav
 from specsynth import audio, spectral
 from specsynth.pitch import midi_to_hz
 from tiny_model import tiny_bundle_fixture
@@ -32,18 +32,6 @@ tiny_bundle = tiny_bundle_fixture()
 @pytest.fixture(scope="module")
 def model(tiny_bundle):
     return specsynth.load(tiny_bundle)
-
-
-def assert_user_error(result, words, folder, before=None):
-    """Exit 2, exactly one stderr line holding every one of ``words``, no traceback, and ``folder``
-    as it was (``before``, or empty)."""
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and result.stderr.endswith("\n"), result.stderr
-    for word in words:
-        assert str(word) in lines[0], (word, lines[0])
-    assert "Traceback" not in result.stderr
-    assert folder_snapshot(folder) == (before or {}), "the failed run left files behind"
 
 
 def run_main(capfd, *args):
