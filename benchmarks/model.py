@@ -19,7 +19,6 @@ On the held-out soundfont notes of specsynth.model.recipe (programs and pitches 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys

@@ -5,7 +5,6 @@ SPECSYNTH_MODEL variable the notebook reads). The committed notebook has its out
 """
 from __future__ import annotations
 
-import os
 import time
 
 import pytest

@@ -5,7 +5,6 @@ Griffin-Lim with few iterations, so the whole module runs in well under a minute
 """
 from __future__ import annotations
 
-import json
 import re
 import signal
 import subprocess

@@ -44,4 +44,4 @@ with _native_stderr_hidden():
 
 _split_cpu()
 
-import keras  # noqa: E402
+import keras  # noqa: E402,F401  (re-exported: `from ._keras import keras`)
