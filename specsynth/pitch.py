@@ -106,26 +106,6 @@ def _feature_table(config):
     return table
 
 
-@functools.lru_cache(maxsize=256)
-def _linear_comb(pitch, sample_rate, n_fft, floor):
-    bins = n_fft // 2 + 1
-    if pitch >= UNPITCHED:
-        return np.ones(bins, np.float32)
-    freqs = np.arange(bins) * sample_rate / n_fft
-    f0 = float(midi_to_hz(pitch))
-    harmonics = f0 * np.arange(1, max(int(sample_rate / 2 / f0), 1) + 1)
-    dist = np.abs(freqs[:, None] - harmonics[None, :]).min(axis=1) / (sample_rate / n_fft)
-    comb = np.maximum(np.exp(-0.5 * (dist / 0.5) ** 2), floor).astype(np.float32)
-    comb.setflags(write=False)
-    return comb
-
-
-def harmonic_prior(pitch, config, *, floor=0.02):
-    """A ``[bins]`` weighting over linear STFT bins for :func:`specsynth.spectral.mel_to_linear`:
-    1 on the partials of ``pitch``, falling to ``floor`` between them (all ones when unpitched)."""
-    return _linear_comb(int(pitch), config.sample_rate, config.n_fft, float(floor))
-
-
 def pitch_features(pitch, config):
     """Conditioning vector(s) ``[..., n_features + 4]`` for label(s) ``pitch`` (int or int array)."""
     return _feature_table(config)[np.asarray(pitch, dtype=np.int64)]

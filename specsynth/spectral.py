@@ -277,7 +277,7 @@ def _mel_inverse_parts(config):
             col.astype(np.float32))
 
 
-def mel_to_linear(mel_power, config, *, n_iter=16, prior=None):
+def mel_to_linear(mel_power, config, *, n_iter=16):
     """Non-negative linear power ``[..., time, bins]`` from mel power ``[..., time, n_mels]``.
 
     Solves ``min ||M x - y||`` over ``x >= 0`` approximately, with everything that does not depend
@@ -286,11 +286,6 @@ def mel_to_linear(mel_power, config, *, n_iter=16, prior=None):
     multiplicative updates ``x <- x * M^T(y / Mx) / M^T 1`` refine it. Two small matrix
     products per update, instead of librosa's per-call L-BFGS NNLS
     (``librosa.feature.inverse.mel_to_stft``); benchmarks/phase.py measures both.
-
-    ``prior`` (non-negative, ``[bins]`` or broadcastable to the output) multiplies the start.
-    Multiplicative updates keep the start's structure, so a harmonic comb for a known pitch puts
-    each band's power on the partials inside it instead of spreading it over the band; that is
-    what places the pitch more finely than the mel bands can.
     """
     basis, basis_t, pinv, col = _mel_inverse_parts(config)
     y = np.maximum(np.asarray(mel_power, dtype=np.float32), 0)
@@ -298,11 +293,7 @@ def mel_to_linear(mel_power, config, *, n_iter=16, prior=None):
     y = y.reshape(-1, n_mels).T  # [n_mels, frames]: sparse matrix on the left
     eps = np.float32(1e-10)
     spread = np.asarray(basis_t @ y)
-    if prior is None:
-        x = np.maximum(np.asarray(pinv @ y), 0) + 1e-3 * spread / np.maximum(col, eps)[:, None]
-    else:
-        prior = np.broadcast_to(np.asarray(prior, np.float32), lead + (col.size,)).reshape(-1, col.size).T
-        x = spread / np.maximum(col, eps)[:, None] * prior
+    x = np.maximum(np.asarray(pinv @ y), 0) + 1e-3 * spread / np.maximum(col, eps)[:, None]
     safe_col = np.where(col > eps, col, 1.0).astype(np.float32)[:, None]
     for _ in range(n_iter):
         ratio = y / (np.asarray(basis @ x) + eps)
@@ -324,11 +315,10 @@ def analyze(samples, config, *, circular=False):
     return amplitude_to_db(mag, config)
 
 
-def frames_to_magnitude(frames, config, *, mel_iters=16, mel_prior=None):
+def frames_to_magnitude(frames, config, *, mel_iters=16):
     """Model frames in dB ``[..., time, n_features]`` -> linear STFT magnitudes ``[..., time, bins]``.
 
     Values at the dB floor are treated as silence (zero magnitude), so silence in gives silence out.
-    ``mel_prior`` is passed to :func:`mel_to_linear` as its ``prior`` (mel frames only).
     """
     frames = np.asarray(frames, dtype=np.float32)
     if frames.shape[-1] != config.n_features:
@@ -339,5 +329,5 @@ def frames_to_magnitude(frames, config, *, mel_iters=16, mel_prior=None):
     mag = db_to_amplitude(frames, config)
     mag = np.where(frames <= config.db_floor + 1e-3, 0.0, mag).astype(np.float32)
     if config.representation == "mel":
-        mag = np.sqrt(mel_to_linear(mag * mag, config, n_iter=mel_iters, prior=mel_prior))
+        mag = np.sqrt(mel_to_linear(mag * mag, config, n_iter=mel_iters))
     return mag

@@ -299,3 +299,13 @@ def test_noise_burst_frames_are_floor_outside_the_burst(config):
     inside = (centres > 0.45 * SR) & (centres < 0.55 * SR)
     assert np.all(frames[far] == config.db_floor)
     assert np.mean(frames[inside]) > config.db_floor + 30
+
+
+def test_multi_resolution_stft_distance_ranks_estimates():
+    from specsynth import metrics
+
+    x = harmonic_tone(220.0, 1.0)
+    assert metrics.multi_resolution_stft_distance(x, x) == pytest.approx(0.0, abs=1e-9)
+    near = metrics.multi_resolution_stft_distance(x, 0.9 * x)  # the same sound 0.9 dB quieter: 0.14
+    other = metrics.multi_resolution_stft_distance(x, harmonic_tone(330.0, 1.0))  # measured 2.6
+    assert 0 < near < 0.3 and other > 1.5
