@@ -83,12 +83,24 @@ def rendered_view(model, r, **extra):
             "metrics": dict(r.metrics), "params": dict(r.params), "pitch": int(r.pitch), "seconds": r.seconds, **extra}
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def reference_log_mel(sound_id, _samples, n, sample_rate):
+    """An input sound's log-mel over its first ``n`` samples, once per (sound, length), so each slider
+    step analyses only the new mix."""
+    return metrics.log_mel(_samples[:n], sample_rate)
+
+
+def distance(sound_id, samples, estimate, sample_rate):
+    n = min(len(samples), len(estimate))
+    ref = reference_log_mel(sound_id, samples, n, sample_rate)
+    return metrics.log_mel_distance_from(ref, estimate[:n], sample_rate)
+
+
 @st.cache_data(show_spinner=False, max_entries=RENDER_CACHE)
 def render_interpolation(_model, model_key, _a, _b, a_id, b_id, alpha, mode, method, n_iter):
     r = ops.interpolate(_model, _a, _b, alpha, mode=mode, method=method, n_iter=n_iter)
     sr = _model.sample_rate
-    distances = {"to A": metrics.log_mel_distance(_a.samples, r.samples, sr),
-                 "to B": metrics.log_mel_distance(_b.samples, r.samples, sr)}
+    distances = {"to A": distance(a_id, _a.samples, r.samples, sr), "to B": distance(b_id, _b.samples, r.samples, sr)}
     return rendered_view(_model, r, distances=distances)
 
 

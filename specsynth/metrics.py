@@ -60,8 +60,17 @@ def log_mel_distance(reference, estimate, sample_rate, *, n_mels=128, top_db=80.
     only down to the floor). Lengths are cropped to the shorter.
     """
     n = min(len(reference), len(estimate))
-    ref_db, peak = log_mel(reference[:n], sample_rate, n_mels=n_mels, top_db=top_db)
-    est_db, _ = log_mel(estimate[:n], sample_rate, n_mels=n_mels, top_db=top_db, ref=peak)
+    ref = log_mel(reference[:n], sample_rate, n_mels=n_mels, top_db=top_db)
+    return log_mel_distance_from(ref, estimate[:n], sample_rate, top_db=top_db)
+
+
+def log_mel_distance_from(reference_log_mel, estimate, sample_rate, *, top_db=80.0):
+    """:func:`log_mel_distance` from the reference's ``log_mel(...)`` (``(dB, peak)``), computed
+    once for many estimates of the reference's length (the app's mix slider)."""
+    ref_db, peak = reference_log_mel
+    est_db, _ = log_mel(estimate, sample_rate, n_mels=ref_db.shape[1], top_db=top_db, ref=peak)
+    if est_db.shape != ref_db.shape:
+        raise ValueError(f"the estimate has {est_db.shape[0]} frames, the reference {ref_db.shape[0]}")
     est_db = np.minimum(est_db, peak + top_db)  # keep absurd estimates finite
     return float(np.sqrt(np.mean((ref_db - est_db) ** 2)))
 

@@ -229,6 +229,25 @@ def key_range(model, sound, pitches, **kwargs):
     return [render_pitch(model, src, p, **kwargs) for p in pitches]
 
 
+def _steady_wrap(z, n_blend, width=15):
+    """Latents ``[time, z]`` of a loop with the frames around the wrap point smoothed in time
+    (circular Hann moving average over ``width`` frames, faded in towards the wrap over about half
+    the blend): a loop point sits where the texture is steady, so the jump across it is smaller than
+    a typical frame-to-frame change inside, not merely as large."""
+    t = len(z)
+    if t < 2 * width:
+        return z
+    kernel = np.hanning(width + 2)[1:-1]
+    kernel /= kernel.sum()
+    half = width // 2
+    padded = np.concatenate([z[-half:], z, z[:half]])
+    smooth = np.stack([np.convolve(padded[:, d], kernel, mode="valid") for d in range(z.shape[1])], axis=1)
+    reach = max(2, min(n_blend // 2, t // 4))
+    distance = np.minimum(np.arange(t), t - 1 - np.arange(t)) + 0.5  # frames from the wrap point
+    g = np.where(distance < reach, np.cos(0.5 * np.pi * distance / reach) ** 2, 0.0)[:, None]
+    return ((1 - g) * z + g * smooth).astype(z.dtype)
+
+
 def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=None, blend_seconds=0.5,
          method=phase.DEFAULT_METHOD, n_iter=None):
     """A seamless texture loop of exactly ``round(seconds * sample_rate)`` samples.
@@ -255,6 +274,7 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
     w = np.linspace(0.0, 1.0, n_blend, endpoint=False)[:, None] if n_blend > 1 else np.zeros((1, 1))
     looped = z[:n_frames].copy()
     looped[:n_blend] = (1 - w) * z[n_frames : n_frames + n_blend] + w * z[:n_blend]
+    looped = _steady_wrap(looped, n_blend)
     ctx = 8  # decoder receptive field is a few frames: give it the wrapped neighbours
     wrapped = np.concatenate([looped[-ctx:], looped, looped[:ctx]], axis=0)
     frames = model.decode(wrapped, pitch=label)[ctx:-ctx]

@@ -4,13 +4,11 @@ A label is a MIDI note 0..127, or ``UNPITCHED`` (128) for sounds with no clear p
 """
 from __future__ import annotations
 
-import functools
 import re
 from pathlib import Path
 
 import numpy as np
 
-from . import spectral
 from .errors import ConfigError
 
 UNPITCHED = 128
@@ -59,53 +57,17 @@ def estimate_pitch(samples, sample_rate):
     return int(np.clip(np.round(librosa.hz_to_midi(np.nanmedian(f0[voiced]))), 0, 127))
 
 
-COMB_FLOOR_DB = -60.0
-PITCH_EXTRA = 4  # after the comb: unpitched flag, midi / 127, sin and cos of midi / 96 turns
+PITCH_FEATURES = 4  # unpitched flag, midi / 127, sin and cos of midi / 96 turns
 
 
-def _hann_kernel(d):
-    """Power response of a Hann window ``d`` bins away from a sinusoid (1 at d = 0)."""
-    d = np.asarray(d, np.float64)
-    near_one = np.isclose(np.abs(d), 1.0)
-    safe = np.where(near_one, 0.5, d)
-    k = np.sinc(safe) / (1.0 - safe**2)
-    return np.where(near_one, 0.25, k**2)
-
-
-@functools.lru_cache(maxsize=8)
-def _feature_table(config):
-    """[129, n_features + 4]: for each MIDI note, the dB shape a perfectly harmonic sound leaves in a
-    frame (the Hann window's response summed over every partial below Nyquist, 0 dB on the
-    partials, floored at -60 dB between them) divided by 20; then an 'unpitched' flag and three
-    smooth pitch features."""
-    bins = np.arange(config.n_bins)
-    bin_hz = config.sample_rate / config.n_fft
-    table = np.zeros((UNPITCHED + 1, config.n_features + PITCH_EXTRA), np.float32)
-    for midi in range(128):
-        f0 = float(midi_to_hz(midi))
-        partials = f0 * np.arange(1, int(config.sample_rate / 2 / f0) + 1) / bin_hz
-        if partials.size == 0:
-            continue
-        power = np.zeros(config.n_bins)
-        for start in range(0, partials.size, 64):  # chunks keep the [bins, partials] array small
-            d = bins[:, None] - partials[None, start : start + 64]
-            power += np.where(np.abs(d) < 12, _hann_kernel(d), 0.0).sum(axis=1)
-        if config.representation == "mel":
-            basis = spectral.mel_basis(config)
-            power = (basis @ power) / np.maximum(basis.sum(axis=1), 1e-9)
-        db = 10 * np.log10(np.maximum(power / power.max(), 10 ** (COMB_FLOOR_DB / 10)))
-        table[midi, : config.n_features] = db / 20.0
-    # The smooth description of pitch the networks embed (the comb above only shapes the output):
-    # position on the keyboard and two slow periodic features, all continuous in MIDI number,
-    # so pitches between the trained ones get embeddings between theirs.
-    midi = np.arange(128, dtype=np.float64)
-    smooth = np.stack([midi / 127.0, np.sin(2 * np.pi * midi / 96), np.cos(2 * np.pi * midi / 96)], axis=1)
-    table[:128, config.n_features + 1 :] = smooth
-    table[UNPITCHED, config.n_features] = 1.0
-    table.setflags(write=False)
-    return table
-
-
-def pitch_features(pitch, config):
-    """Conditioning vector(s) ``[..., n_features + 4]`` for label(s) ``pitch`` (int or int array)."""
-    return _feature_table(config)[np.asarray(pitch, dtype=np.int64)]
+def pitch_features(pitch):
+    """Conditioning vector(s) ``[..., 4]`` for label(s) ``pitch`` (int or int array): an 'unpitched'
+    flag, the position on the keyboard (the decoder reads f0 from it) and two slow periodic
+    features, all continuous in MIDI number, so pitches between the trained ones get embeddings
+    between theirs. The unpitched label has only its flag set."""
+    p = np.asarray(pitch, dtype=np.int64)
+    midi = np.where(p >= UNPITCHED, 0, p).astype(np.float64)
+    pitched = (p < UNPITCHED).astype(np.float64)
+    out = np.stack([1.0 - pitched, pitched * midi / 127.0, pitched * np.sin(2 * np.pi * midi / 96),
+                    pitched * np.cos(2 * np.pi * midi / 96)], axis=-1)
+    return out.astype(np.float32)

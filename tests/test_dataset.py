@@ -10,7 +10,7 @@ import pytest
 import specsynth
 from conftest import SR, assert_user_error, folder_snapshot, harmonic_tone, noise_burst, run_cli, write_wav
 from specsynth import ConfigError, data, spectral
-from specsynth.pitch import PITCH_EXTRA, UNPITCHED, check_pitch, midi_to_hz, pitch_features, pitch_from_name
+from specsynth.pitch import PITCH_FEATURES, UNPITCHED, check_pitch, midi_to_hz, pitch_features, pitch_from_name
 
 CONFIG = specsynth.SpectralConfig()
 
@@ -254,11 +254,11 @@ def test_segments():
 def test_tf_dataset_batches():
     n, t, f = 7, 16, CONFIG.n_features
     frames = np.random.default_rng(0).standard_normal((n, t, f)).astype(np.float32)
-    pitch = pitch_features(np.arange(60, 60 + n), CONFIG).astype(np.float32)
+    pitch = pitch_features(np.arange(60, 60 + n))
     ds = data.tf_dataset({"frames": frames, "pitch": pitch}, batch_size=3, shuffle=False)
     batches = list(ds.as_numpy_iterator())
     assert [b["frames"].shape for b in batches] == [(3, t, f), (3, t, f), (1, t, f)]
-    p = f + PITCH_EXTRA
+    p = PITCH_FEATURES
     assert [b["pitch"].shape for b in batches] == [(3, p), (3, p), (1, p)]
     np.testing.assert_array_equal(np.concatenate([b["frames"] for b in batches]), frames)
     shuffled = list(data.tf_dataset({"frames": frames, "pitch": pitch}, batch_size=3, seed=1).as_numpy_iterator())
@@ -296,43 +296,15 @@ def test_check_pitch_rejects(bad):
 
 
 def test_pitch_features_differ_across_pitches():
-    table = pitch_features(np.arange(129), CONFIG)
-    n = CONFIG.n_features  # layout: comb [n], unpitched flag, three smooth pitch features
-    assert table.shape == (129, n + PITCH_EXTRA) and table.dtype == np.float32
+    table = pitch_features(np.arange(129))
+    # layout: unpitched flag, midi / 127, two periodic features
+    assert table.shape == (129, PITCH_FEATURES) and table.dtype == np.float32
     assert len({row.tobytes() for row in table}) == 129  # every label has its own row
-    below_nyquist = np.flatnonzero(midi_to_hz(np.arange(128)) < SR / 2)  # MIDI 0..119 at 16 kHz
-    assert len({table[m, :n].tobytes() for m in below_nyquist}) == len(below_nyquist)
-    assert len(below_nyquist) == 120 and np.all(table[120:128, :n] == 0)  # no harmonic to carve above Nyquist
-    assert np.all(table[:128, n] == 0) and table[UNPITCHED, n] == 1
-    assert np.all(table[UNPITCHED, :n] == 0) and np.all(table[UNPITCHED, n + 1 :] == 0)
+    assert np.all(table[:128, 0] == 0) and table[UNPITCHED, 0] == 1
+    np.testing.assert_allclose(table[:128, 1] * 127, np.arange(128), atol=1e-4)  # the decoder reads f0 here
+    assert np.all(table[UNPITCHED, 1:] == 0)
     # the smooth features move steadily with pitch (neighbours closer than an octave apart)
-    smooth = table[:128, n + 1 :]
+    smooth = table[:128, 1:]
     assert np.all(np.linalg.norm(np.diff(smooth, axis=0), axis=1) < np.linalg.norm(smooth[60] - smooth[72]))
-    np.testing.assert_array_equal(pitch_features(60, CONFIG), table[60])
-
-
-@pytest.mark.parametrize("midi", [45, 57, 69, 84])
-def test_pitch_features_comb_peaks_at_the_harmonics(midi):
-    comb = pitch_features(midi, CONFIG)[: CONFIG.n_features].astype(np.float64)
-    comb = (comb - comb.min()) / (comb.max() - comb.min())  # the comb's own scale aside: 0..1
-    bin_hz = SR / CONFIG.n_fft
-    f0 = float(midi_to_hz(midi))
-    harmonics = f0 * np.arange(1, int(SR / 2 / f0) + 1)
-    nearest = np.round(harmonics / bin_hz).astype(int)
-    nearest = nearest[nearest < len(comb)]
-    assert np.all(comb[nearest] > 0.8)  # at most half a bin away from a harmonic: near the top
-    # every strong local peak of the comb is at a harmonic's bin, one per harmonic
-    peaks = [k for k in range(1, len(comb) - 1) if comb[k] > 0.5 and comb[k] >= comb[k - 1] and comb[k] >= comb[k + 1]]
-    assert all(np.min(np.abs(harmonics / bin_hz - k)) <= 0.5 for k in peaks)
-    assert len(nearest) - 1 <= len(peaks) <= len(nearest) + 1
-    # and between the first two harmonics it falls well away
-    midway = int(np.round(1.5 * f0 / bin_hz))
-    assert comb[midway] < 0.5 and comb[midway] < comb[nearest[0]] - 0.4
-
-
-def test_pitch_features_for_mel_frames():
-    mel = CONFIG.replace(representation="mel", n_mels=64)
-    table = pitch_features(np.array([[48, 60], [72, 128]]), mel)
-    assert table.shape == (2, 2, 64 + PITCH_EXTRA)
-    assert not np.allclose(table[0, 0], table[0, 1])
-    assert table[1, 1, 64] == 1 and table[0, 0, 64] == 0
+    np.testing.assert_array_equal(pitch_features(60), table[60])
+    assert pitch_features(np.array([[48, 60], [72, 128]])).shape == (2, 2, PITCH_FEATURES)

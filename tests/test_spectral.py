@@ -309,3 +309,20 @@ def test_multi_resolution_stft_distance_ranks_estimates():
     near = metrics.multi_resolution_stft_distance(x, 0.9 * x)  # the same sound 0.9 dB quieter: 0.14
     other = metrics.multi_resolution_stft_distance(x, harmonic_tone(330.0, 1.0))  # measured 2.6
     assert 0 < near < 0.3 and other > 1.5
+
+
+def test_log_mel_distance_ranks_estimates_and_reuses_the_reference():
+    from specsynth import metrics
+
+    x = harmonic_tone(220.0, 1.0)
+    assert metrics.log_mel_distance(x, x, SR) == pytest.approx(0.0, abs=1e-9)
+    quieter = metrics.log_mel_distance(x, 10 ** (-6 / 20) * x, SR)  # 6 dB quieter where it sounds
+    other = metrics.log_mel_distance(x, harmonic_tone(330.0, 1.0), SR)
+    assert 1.0 < quieter < 6.0 and other > 10.0
+    # the reference analysed once gives the same numbers
+    ref = metrics.log_mel(x, SR)
+    for estimate in (10 ** (-6 / 20) * x, harmonic_tone(330.0, 1.0)):
+        assert metrics.log_mel_distance_from(ref, estimate, SR) == pytest.approx(
+            metrics.log_mel_distance(x, estimate, SR), rel=1e-9)
+    with pytest.raises(ValueError, match="frames"):
+        metrics.log_mel_distance_from(ref, x[: SR // 2], SR)

@@ -23,14 +23,13 @@ import numpy as np
 from .. import phase, spectral
 from ..audio import temp_dir_beside
 from ..errors import BundleError, ConfigError
-from ..pitch import PITCH_EXTRA, UNPITCHED, check_pitch, estimate_pitch, pitch_features
+from ..pitch import PITCH_FEATURES, UNPITCHED, check_pitch, estimate_pitch, pitch_features
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: partials output layer, 4 pitch features
 FILES = ("config.json", "vae.keras", "prior.keras", "norm.npz", "metrics.json")
 PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained"
 # Classes a bundle's .keras files may hold: Keras's own (minus Lambda) and ours.
-OURS = {"specsynth>VAE", "specsynth>LatentPrior", "specsynth>BroadcastTime", "specsynth>HarmonicOutput",
-        "specsynth>TakeLast"}
+OURS = {"specsynth>VAE", "specsynth>LatentPrior", "specsynth>BroadcastTime", "specsynth>PartialsOutput"}
 FORBIDDEN = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
 
 
@@ -92,6 +91,8 @@ class Model:
         from .prior import NumpyPrior
 
         self._numpy_prior = NumpyPrior(prior)
+        self._encoder_fn = _graph_function(vae.encoder, (None, None, config.n_features))
+        self._decoder_fn = _graph_function(vae.decoder, (None, None, vae.z_dim))
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -122,8 +123,8 @@ class Model:
         """dB frames ``[time, F]`` -> latents ``[time, z]`` (encoder means)."""
         frames = np.asarray(frames, np.float32)
         x = (frames - self.norm["frame_mean"]) / self.norm["frame_std"]
-        pf = pitch_features(self.pitch_label(pitch), self.config)[None]
-        mean, _ = self.vae.encoder([x[None], pf], training=False)
+        pf = pitch_features(self.pitch_label(pitch))[None]
+        mean, _ = self._encoder_fn(x[None], pf)
         return np.asarray(mean)[0]
 
     def encode(self, samples, *, pitch="auto"):
@@ -137,8 +138,8 @@ class Model:
         z = np.asarray(latents, np.float32)
         single = z.ndim == 2
         z = z[None] if single else z
-        pf = np.repeat(pitch_features(self.pitch_label(pitch), self.config)[None], len(z), axis=0)
-        out = np.asarray(self.vae.decoder([z, pf], training=False))
+        pf = np.repeat(pitch_features(self.pitch_label(pitch))[None], len(z), axis=0)
+        out = np.asarray(self._decoder_fn(z, pf.astype(np.float32)))
         frames = np.maximum(out * self.norm["frame_std"] + self.norm["frame_mean"], self.config.db_floor)
         return frames[0] if single else frames
 
@@ -170,6 +171,16 @@ class Model:
         z = self._numpy_prior.sample(int(n_frames), pitch_features=prior_pitch_features(self.pitch_label(pitch)),
                                      temperature=float(temperature), seed=seed, prime=primed)
         return z * std + mean
+
+
+def _graph_function(network, first_shape):
+    """``network([a, pitch])`` as one TensorFlow graph, traced once for any batch and length: an
+    eager call dispatches every op from Python, which costs more than the maths at these sizes."""
+    import tensorflow as tf
+
+    pitch_shape = (None, network.inputs[1].shape[-1])
+    return tf.function(lambda a, pitch: network([a, pitch], training=False), reduce_retracing=True,
+                       input_signature=[tf.TensorSpec(first_shape, tf.float32), tf.TensorSpec(pitch_shape, tf.float32)])
 
 
 def load_bundle(path="pretrained"):
@@ -263,7 +274,7 @@ def save_bundle(out, *, config, hyper, training, vae, prior, norm, metrics, over
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
         np.savez(tmp / "norm.npz", **norm)
         _inference_copy(vae, {"frames": np.zeros((1, 8, vae.features), np.float32),
-                              "pitch": np.zeros((1, vae.features + PITCH_EXTRA), np.float32)}).save(tmp / "vae.keras")
+                              "pitch": np.zeros((1, PITCH_FEATURES), np.float32)}).save(tmp / "vae.keras")
         _inference_copy(prior, {"z": np.zeros((1, 9, prior.z_dim), np.float32),
                                 "pitch": np.zeros((1, 2), np.float32)}).save(tmp / "prior.keras")
         if out.exists():

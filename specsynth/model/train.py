@@ -30,12 +30,13 @@ class TrainSettings:
     kernel: int = 5
     beta: float = 0.05
     warmup_steps: int = 1500
-    epochs: int = 12
+    epochs: int = 16
     batch_size: int = 32
     segment_frames: int = 64
     learning_rate: float = 1e-3
     prior_units: int = 256
     prior_mixtures: int = 4
+    prior_input_noise: float = 0.0
     prior_epochs: int = 10
     prior_segment_frames: int = 64
     val_fraction: float = 0.1
@@ -139,7 +140,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
         train_frames = np.concatenate([data.item_frames(data.items[i]) for i in train_idx])
         state = {
             "settings": asdict(settings), "train_items": train_idx, "val_items": val_idx,
-            # One offset and one scale for every feature (the decoder's envelope is smooth, so
+            # One offset and one scale for every feature (the decoder's envelopes are smooth, so
             # the targets should not carry a per-bin offset it cannot draw).
             "frame_mean": np.full(config.n_features, float(train_frames.mean())).tolist(),
             # Per-feature scales would blow up the bins that are nearly always at the floor in
@@ -168,7 +169,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
     def vae_inputs(indices):
         frames = [(data.item_frames(data.items[i]) - frame_mean) / frame_std for i in indices]
         segs, labels = segments(frames, [data.items[i]["pitch"] for i in indices], settings.segment_frames)
-        return {"frames": segs, "pitch": pitch_features(labels, config).astype(np.float32)}
+        return {"frames": segs, "pitch": pitch_features(labels).astype(np.float32)}
 
     train_idx, val_idx = state["train_items"], state["val_items"]
     # ---- stage 1: VAE ----------------------------------------------------------------------
@@ -177,10 +178,10 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
         if state["vae_epochs_done"] > 0:
             vae = keras.saving.load_model(vae_path, safe_mode=True)
         else:
-            vae = VAE(config.n_features, z_dim=settings.z_dim, width=settings.width, kernel=settings.kernel,
+            # the output layer works in dB: it is given the frames' (global) normalisation
+            vae = VAE(config.to_dict(), z_dim=settings.z_dim, width=settings.width, kernel=settings.kernel,
                       beta=settings.beta, warmup_steps=settings.warmup_steps, seed=settings.seed,
-                      # the envelope's frequency axis: mel-like over STFT bins, as is over mel bands
-                      warp=8.0 if config.representation == "stft" else 1e6)
+                      db_offset=float(frame_mean[0]), db_scale=float(frame_std[0]))
             vae.compile(optimizer=keras.optimizers.Adam(settings.learning_rate))
     if state["vae_epochs_done"] < settings.epochs:
         train_in = vae_inputs(train_idx)
@@ -197,7 +198,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
     def encode_item(i):
         item = data.items[i]
         x = ((data.item_frames(item) - frame_mean) / frame_std)[None]
-        pf = pitch_features(item["pitch"], config)[None].astype(np.float32)
+        pf = pitch_features(item["pitch"])[None].astype(np.float32)
         return np.asarray(vae.encoder([x, pf], training=False)[0])[0]
 
     all_idx = train_idx + val_idx
@@ -217,7 +218,8 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
         if state["prior_epochs_done"] > 0:
             prior = keras.saving.load_model(prior_path, safe_mode=True)
         else:
-            prior = LatentPrior(settings.z_dim, units=settings.prior_units, mixtures=settings.prior_mixtures)
+            prior = LatentPrior(settings.z_dim, units=settings.prior_units, mixtures=settings.prior_mixtures,
+                                input_noise=settings.prior_input_noise, seed=settings.seed)
             prior.compile(optimizer=keras.optimizers.Adam(settings.learning_rate))
     p_train = prior_inputs(train_idx)
     p_val = prior_inputs(val_idx) if val_idx else None

@@ -3,10 +3,9 @@
 Frames ``[time, F]`` (normalised dB) are encoded, with a few frames of context on either side
 (1-D convolutions over time), into a latent sequence ``[time, z]`` at the STFT frame rate
 (``sample_rate / hop``, 62.5 Hz by default). The decoder sees the latents and the pitch features of
-:mod:`specsynth.pitch` (a harmonic comb over the feature axis plus an 'unpitched' flag): its
-output is a source-filter frame (:class:`HarmonicOutput`): a smooth envelope plus the pitch's
-comb carved to a smooth harmonicity, so partials come from the pitch label and the timbre from
-the latents, and a timbre can be decoded at any pitch.
+:func:`specsynth.pitch.pitch_features`; its output layer (:class:`PartialsOutput`) draws each
+frame as partials at the label's f0 over a noise floor, so the latents carry the timbre (partial
+amplitudes, tuning, noise) and a timbre can be decoded at any pitch.
 """
 from __future__ import annotations
 
@@ -15,27 +14,9 @@ import numpy as np
 from ._keras import keras
 from keras import layers, ops
 
-from ..pitch import PITCH_EXTRA
+from ..pitch import PITCH_FEATURES
 
 PACKAGE = "specsynth"
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class TakeLast(layers.Layer):
-    """The last ``n`` features: ``[..., C]`` -> ``[..., n]``."""
-
-    def __init__(self, n, **kwargs):
-        super().__init__(**kwargs)
-        self.n = n
-
-    def call(self, x):
-        return x[..., -self.n :]
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.n,)
-
-    def get_config(self):
-        return {**super().get_config(), "n": self.n}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -61,49 +42,99 @@ def smooth_basis(features, bands, warp):
     return np.maximum(0.0, 1.0 - np.abs(u[None, :] - centres[:, None]) / width).astype("float32")
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class HarmonicOutput(layers.Layer):
-    """A source-filter frame: ``out = envelope(h) + harmonicity(h) * scale * comb``.
+def _hann_power(d):
+    """Power response of the Hann window ``d`` bins from a sinusoid (1 at ``d = 0``), in keras.ops;
+    the 0/0 points (``d = 0``, ``|d| = 1``) are taken by their limits with gradients kept finite."""
+    at_one = ops.abs(ops.abs(d) - 1.0) < 1e-3
+    d = ops.where(at_one, 0.5, d)
+    at_zero = ops.abs(d) < 1e-4
+    safe = ops.where(at_zero, 1.0, d)
+    sinc = ops.where(at_zero, 1.0, ops.sin(np.pi * safe) / (np.pi * safe))
+    return ops.where(at_one, 0.25, ops.square(sinc / (1.0 - ops.square(d))))
 
-    The envelope is a smooth curve (``env_bands`` triangles on a warped frequency axis) and the
-    harmonicity is smooth too (``harm_bands`` triangles, squashed to 0..1), so neither can place
-    partials at particular bins: partials come only from the pitch's comb (its dB shape, from
-    :mod:`specsynth.pitch`). A timbre therefore renders at any pitch, seen in training or not.
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PartialsOutput(layers.Layer):
+    """A frame drawn as partials over a noise floor, at the pitch label's f0.
+
+    Per frame the decoder gives: a fine tuning (within +-1 semitone of the label) and a stretch
+    ``B`` (partial ``n`` at ``n f0 sqrt(1 + B n^2)``, as in a piano string); an amplitude for each
+    of the first ``harmonics`` partials and for the half-partials between them (a sub-octave, as
+    in an organ's 16' stop), on top of a smooth partial envelope over frequency; and a smooth
+    noise envelope. Each bin's power is the Hann window's response to its two nearest partials
+    plus the noise; the frame is that power in dB, floored like the data. Partials are placed by
+    f0, timbre lives in amplitudes per partial, so a timbre renders at any pitch.
     """
 
-    def __init__(self, features, env_bands=80, harm_bands=8, warp=8.0, **kwargs):
+    def __init__(self, spectral, db_offset=-60.0, db_scale=20.0, env_bands=80, harmonics=64, warp=8.0, **kwargs):
         super().__init__(**kwargs)
-        self.features, self.env_bands, self.harm_bands, self.warp = features, env_bands, harm_bands, warp
-        self.env = layers.Dense(env_bands, name="envelope")
-        self.harm = layers.Dense(harm_bands, name="harmonicity")
-        self._env_basis = smooth_basis(features, env_bands, warp)
-        self._harm_basis = smooth_basis(features, harm_bands, warp)
+        self.spectral, self.db_offset, self.db_scale = dict(spectral), float(db_offset), float(db_scale)
+        self.env_bands, self.harmonics, self.warp = int(env_bands), int(harmonics), float(warp)
+        from ..spectral import SpectralConfig, mel_basis
+
+        cfg = SpectralConfig.from_dict(self.spectral)
+        self.features, self.floor = cfg.n_features, cfg.db_floor
+        self._bin_width = cfg.sample_rate / cfg.n_fft
+        self._freqs = (np.arange(cfg.n_bins) * self._bin_width).astype("float32")
+        self._mel = mel_basis(cfg).T.copy() if cfg.representation == "mel" else None
+        self._basis = smooth_basis(cfg.n_bins, env_bands, warp)
+        slots = np.arange(1, 2 * harmonics + 1)
+        self._slot_offset = np.where(slots % 2 == 1, -30.0, 0.0).astype("float32")  # half-partials start quiet
+        self.noise = layers.Dense(env_bands, name="noise")
+        self.envelope = layers.Dense(env_bands, name="partial_envelope")
+        self.slots = layers.Dense(2 * harmonics, name="partials")
+        self.tuning = layers.Dense(2, name="tuning")
 
     def build(self, input_shapes):
         h_shape, _ = input_shapes
-        self.env.build(h_shape)
-        self.harm.build(h_shape)
-        self.scale = self.add_weight(shape=(), initializer=keras.initializers.Constant(1.0), name="comb_scale")
+        for dense in (self.noise, self.envelope, self.slots, self.tuning):
+            dense.build(h_shape)
 
     def call(self, inputs):
         h, pitch_seq = inputs
-        comb = pitch_seq[..., : self.features]
-        envelope = ops.matmul(self.env(h), self._env_basis)
-        harmonicity = ops.matmul(ops.sigmoid(self.harm(h)), self._harm_basis)
-        return envelope + harmonicity * self.scale * comb
+        unpitched = pitch_seq[..., 0]
+        tune = self.tuning(h)
+        midi = pitch_seq[..., 1] * 127.0 + ops.tanh(tune[..., 0])
+        f0 = ops.expand_dims(440.0 * ops.power(2.0, (midi - 69.0) / 12.0), -1)  # [B, T, 1]
+        stretch = ops.expand_dims(1e-3 * ops.sigmoid(tune[..., 1] - 4.0), -1)
+        ratio = self._freqs / f0  # bin frequency in units of f0: [B, T, K]
+        # the partial number n with n f0 sqrt(1 + B n^2) at this bin, in half-partial steps
+        position = 2.0 * ops.sqrt(2.0 * ops.square(ratio) / (1.0 + ops.sqrt(1.0 + 4.0 * stretch * ops.square(ratio))))
+        envelope = 10.0 * ops.matmul(self.envelope(h), self._basis) - 30.0
+        amps = 10.0 * self.slots(h) + self._slot_offset  # [B, T, 2 * harmonics] in dB over the envelope
+        n_slots = 2 * self.harmonics
+        shape = ops.shape(amps)
+        beyond = ops.concatenate([ops.zeros((shape[0], shape[1], 1)), ops.full((shape[0], shape[1], 1), -60.0)], -1)
+        table = ops.concatenate([ops.full((shape[0], shape[1], 1), -200.0), amps, beyond], -1)
+        power = 0.0
+        for slot in (ops.floor(position), ops.floor(position) + 1.0):
+            half = 0.5 * slot
+            centre = half * f0 * ops.sqrt(1.0 + stretch * ops.square(half))
+            index = ops.cast(slot, "int32")
+            index = ops.where(index > n_slots, n_slots + 1 + index % 2, index)  # beyond: partial / half-partial
+            level = ops.minimum(envelope + ops.take_along_axis(table, index, axis=-1), 40.0)
+            power = power + ops.power(10.0, level / 10.0) * _hann_power((self._freqs - centre) / self._bin_width)
+        power = ops.expand_dims(1.0 - unpitched, -1) * power
+        noise = 10.0 * ops.matmul(self.noise(h), self._basis) - 60.0
+        power = power + ops.power(10.0, ops.minimum(noise, 40.0) / 10.0) + 1e-10
+        if self._mel is not None:
+            power = ops.matmul(power, self._mel)
+        db = ops.maximum(10.0 * ops.log10(power), self.floor)
+        return (db - self.db_offset) / self.db_scale
 
     def compute_output_shape(self, input_shapes):
         return tuple(input_shapes[0][:-1]) + (self.features,)
 
     def get_config(self):
-        return {**super().get_config(), "features": self.features, "env_bands": self.env_bands,
-                "harm_bands": self.harm_bands, "warp": self.warp}
+        return {**super().get_config(), "spectral": self.spectral, "db_offset": self.db_offset,
+                "db_scale": self.db_scale, "env_bands": self.env_bands, "harmonics": self.harmonics,
+                "warp": self.warp}
 
 
 def build_encoder(features, *, z_dim=16, width=256, kernel=5):
     frames = keras.Input((None, features), name="frames")
-    pitch = keras.Input((features + PITCH_EXTRA,), name="pitch")
-    p = layers.Dense(64, activation="gelu", name="pitch_embed")(TakeLast(PITCH_EXTRA, name="pitch_smooth")(pitch))
+    pitch = keras.Input((PITCH_FEATURES,), name="pitch")
+    p = layers.Dense(64, activation="gelu", name="pitch_embed")(pitch)
     h = layers.Conv1D(width, kernel, padding="same", activation="gelu", name="conv1")(frames)
     h = layers.Concatenate(name="with_pitch")([h, BroadcastTime(name="pitch_time")([h, p])])
     h = layers.Conv1D(width, kernel, padding="same", activation="gelu", name="conv2")(h)
@@ -112,15 +143,15 @@ def build_encoder(features, *, z_dim=16, width=256, kernel=5):
     return keras.Model([frames, pitch], [mean, logvar], name="encoder")
 
 
-def build_decoder(features, *, z_dim=16, width=256, kernel=5, warp=8.0):
+def build_decoder(spectral, *, z_dim=16, width=256, kernel=5, db_offset=-60.0, db_scale=20.0):
     z = keras.Input((None, z_dim), name="z")
-    pitch = keras.Input((features + PITCH_EXTRA,), name="pitch")
+    pitch = keras.Input((PITCH_FEATURES,), name="pitch")
     pitch_seq = BroadcastTime(name="pitch_time")([z, pitch])
-    p = layers.Dense(64, activation="gelu", name="pitch_embed")(TakeLast(PITCH_EXTRA, name="pitch_smooth")(pitch))
+    p = layers.Dense(64, activation="gelu", name="pitch_embed")(pitch)
     h = layers.Concatenate(name="with_pitch")([z, BroadcastTime(name="pitch_embed_time")([z, p])])
     h = layers.Conv1D(width, kernel, padding="same", activation="gelu", name="conv1")(h)
     h = layers.Conv1D(2 * width, kernel, padding="same", activation="gelu", name="conv2")(h)
-    out = HarmonicOutput(features, warp=warp, name="frames")([h, pitch_seq])
+    out = PartialsOutput(spectral, db_offset=db_offset, db_scale=db_scale, name="frames")([h, pitch_seq])
     return keras.Model([z, pitch], out, name="decoder")
 
 
@@ -128,18 +159,25 @@ def build_decoder(features, *, z_dim=16, width=256, kernel=5, warp=8.0):
 class VAE(keras.Model):
     """Encoder + decoder trained on normalised frames with a Gaussian likelihood and β-KL.
 
-    Inputs are dicts ``{"frames": [B, T, F], "pitch": [B, F + 4]}`` (:func:`specsynth.pitch.pitch_features`). The loss per frame is
+    Inputs are dicts ``{"frames": [B, T, F], "pitch": [B, 4]}`` (:func:`specsynth.pitch.pitch_features`);
+    ``spectral`` is the :class:`specsynth.spectral.SpectralConfig` as a dict and ``db_offset``,
+    ``db_scale`` the frames' normalisation (the output layer works in dB). The loss per frame is
     ``0.5 * sum_f (x - x_hat)^2 + beta_t * KL(q(z|x) || N(0, I))`` with ``beta_t`` rising linearly
     from 0 to ``beta`` over ``warmup_steps`` optimizer steps (KL warm-up).
     """
 
-    def __init__(self, features, z_dim=16, width=256, kernel=5, beta=1.0, warmup_steps=2000, seed=0, warp=8.0,
-                 encoder=None, decoder=None, **kwargs):
+    def __init__(self, spectral, z_dim=16, width=256, kernel=5, beta=1.0, warmup_steps=2000, seed=0,
+                 db_offset=-60.0, db_scale=20.0, encoder=None, decoder=None, **kwargs):
         super().__init__(**kwargs)
-        self.features, self.z_dim, self.width, self.kernel = features, z_dim, width, kernel
-        self.beta, self.warmup_steps, self.seed, self.warp = float(beta), int(warmup_steps), int(seed), float(warp)
-        self.encoder = encoder or build_encoder(features, z_dim=z_dim, width=width, kernel=kernel)
-        self.decoder = decoder or build_decoder(features, z_dim=z_dim, width=width, kernel=kernel, warp=warp)
+        from ..spectral import SpectralConfig
+
+        self.spectral, self.db_offset, self.db_scale = dict(spectral), float(db_offset), float(db_scale)
+        self.features = SpectralConfig.from_dict(self.spectral).n_features
+        self.z_dim, self.width, self.kernel = z_dim, width, kernel
+        self.beta, self.warmup_steps, self.seed = float(beta), int(warmup_steps), int(seed)
+        self.encoder = encoder or build_encoder(self.features, z_dim=z_dim, width=width, kernel=kernel)
+        self.decoder = decoder or build_decoder(self.spectral, z_dim=z_dim, width=width, kernel=kernel,
+                                                db_offset=db_offset, db_scale=db_scale)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self._total_tracker = keras.metrics.Mean(name="loss")
         self._recon_tracker = keras.metrics.Mean(name="recon")
@@ -187,8 +225,9 @@ class VAE(keras.Model):
     def get_config(self):
         return {
             **super().get_config(),
-            "features": self.features, "z_dim": self.z_dim, "width": self.width, "kernel": self.kernel,
-            "beta": self.beta, "warmup_steps": self.warmup_steps, "seed": self.seed, "warp": self.warp,
+            "spectral": self.spectral, "z_dim": self.z_dim, "width": self.width, "kernel": self.kernel,
+            "beta": self.beta, "warmup_steps": self.warmup_steps, "seed": self.seed,
+            "db_offset": self.db_offset, "db_scale": self.db_scale,
             "encoder": keras.saving.serialize_keras_object(self.encoder),
             "decoder": keras.saving.serialize_keras_object(self.decoder),
         }
