@@ -223,11 +223,8 @@ def interpolate_section():
     c1, c2 = st.columns(2)
     a_id = pick_sound("Sound A", "interp_a", support.library_id(73, 60), container=c1)
     b_id = pick_sound("Sound B", "interp_b", support.library_id(0, 60), container=c2)
-    alpha = st.slider("A ⟷ B", 0.0, 1.0, 0.5, 0.01, key="interp_mix",
-                      help="0 is all A, 1 is all B; in between, a blend of their latent sequences.")
     try:
         src_a, src_b = source_of(a_id), source_of(b_id)
-        view = render_interpolation(model, MODEL_KEY, src_a, src_b, a_id, b_id, float(alpha), mode, method, n_iter)
     except SpecsynthError as exc:
         st.error(str(exc))
         return
@@ -235,18 +232,31 @@ def interpolate_section():
     with col_a:
         st.markdown(f"**A** · {SOUNDS[a_id]}")
         show_input(a_id, "A (input)")
-    with col_mix:
-        st.markdown(f"**Mix** · {1 - alpha:.0%} A + {alpha:.0%} B")
-        player(view, caption=f"mix at {alpha:.2f} (decoded, MIDI {view['pitch']})")
     with col_b:
         st.markdown(f"**B** · {SOUNDS[b_id]}")
         show_input(b_id, "B (input)")
-    m1, m2, m3, m4 = st.columns(4)
+    with col_mix:
+        mix_player(src_a, src_b, a_id, b_id)
+
+
+@st.fragment
+def mix_player(src_a, src_b, a_id, b_id):
+    """The mix slider and what it makes: its own fragment, so a slider step re-renders only the mix
+    (A and B, their players and pictures, stay as they are on the page)."""
+    alpha = st.slider("A ⟷ B", 0.0, 1.0, 0.5, 0.01, key="interp_mix",
+                      help="0 is all A, 1 is all B; in between, a blend of their latent sequences.")
+    try:
+        view = render_interpolation(model, MODEL_KEY, src_a, src_b, a_id, b_id, float(alpha), mode, method, n_iter)
+    except SpecsynthError as exc:
+        st.error(str(exc))
+        return
+    st.markdown(f"**Mix** · {1 - alpha:.0%} A + {alpha:.0%} B")
+    player(view, caption=f"mix at {alpha:.2f} (decoded, MIDI {view['pitch']})")
+    m1, m2, m3 = st.columns(3)
     m1.metric("Render", render_ms(view), help="mix + decode + phase reconstruction (encodings are cached)")
     m2.metric("Distance to A", f"{view['distances']['to A']:.1f} dB", help="log-mel distance; lower is closer")
     m3.metric("Distance to B", f"{view['distances']['to B']:.1f} dB", help="log-mel distance; lower is closer")
-    with m4:
-        download(view, f"specsynth-mix-{slug(SOUNDS[a_id])}-{slug(SOUNDS[b_id])}-{alpha:.2f}.wav", "dl_interp")
+    download(view, f"specsynth-mix-{slug(SOUNDS[a_id])}-{slug(SOUNDS[b_id])}-{alpha:.2f}.wav", "dl_interp")
 
 
 @st.cache_data(show_spinner=False, max_entries=512)

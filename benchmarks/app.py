@@ -36,14 +36,14 @@ def start_server(env):
     port = free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port), "--server.address",
            "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    t = time.perf_counter()
+    t = time.time()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    while time.perf_counter() - t < 60:
+    while time.time() - t < 60:
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
                 if r.status == 200:
-                    return proc, url, time.perf_counter() - t
+                    return proc, url, time.time() - t
         except OSError:
             time.sleep(0.05)
     proc.terminate()
@@ -55,7 +55,29 @@ CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-
                   "--disable-sync", "--window-size=1400,1000")
 
 
-def browser_timings(url, started, moves=6):
+# Timestamps are taken inside the page (a MutationObserver and a key listener, in epoch ms), not
+# by polling it over WebDriver: on 2 cores a 5 ms polling loop slows the app and the browser it
+# is measuring.
+OBSERVER_JS = """
+if (!window.__specsynth) {
+  const state = window.__specsynth = {seen: new Set(), firstFive: null, newSrc: [], keys: []};
+  const now = () => performance.timeOrigin + performance.now();
+  const look = () => {
+    for (const a of document.querySelectorAll('audio')) {
+      const src = a.getAttribute('src');
+      if (src && !state.seen.has(src)) { state.seen.add(src); state.newSrc.push([now(), src]); }
+    }
+    if (state.firstFive === null && state.seen.size >= 5) state.firstFive = now();
+  };
+  new MutationObserver(look).observe(document, {subtree: true, childList: true, attributes: true,
+                                                attributeFilter: ['src']});
+  document.addEventListener('keydown', () => state.keys.push(now()), true);
+  look();
+}
+"""
+
+
+def browser_timings(url, started_epoch, moves=6):
     """In headless Chromium: seconds from ``streamlit run`` to all five players on the page, and the
     time from each mix-slider key press to a new <audio> source (milliseconds)."""
     import tempfile
@@ -75,37 +97,32 @@ def browser_timings(url, started, moves=6):
         options.add_argument(f"--user-data-dir={profile}")
         driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
         try:
-            def sources():
-                return {a.get_attribute("src") for a in driver.find_elements(By.TAG_NAME, "audio")} - {None, ""}
-
-            def poll(condition, timeout):
-                deadline = time.perf_counter() + timeout
-                while time.perf_counter() < deadline:
-                    try:
-                        value = condition()
-                    except Exception:  # a node replaced under us: look again
-                        value = None
+            def wait_for(script, timeout):
+                deadline = time.time() + timeout
+                while time.time() < deadline:
+                    value = driver.execute_script(script)
                     if value:
                         return value
-                    time.sleep(0.005)
+                    time.sleep(0.25)  # a slow look: the page keeps its own timestamps
                 raise SystemExit("the page did not answer in time")
 
             driver.get(url)
-            poll(lambda: len(sources()) >= 5, 120)
-            page_s = time.perf_counter() - started
+            driver.execute_script(OBSERVER_JS)
+            page_s = wait_for("return window.__specsynth.firstFive", 120) / 1000 - started_epoch
             slider = next(w for w in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSlider"]')
                           if "A ⟷ B" in w.text)
             thumb = (slider.find_elements(By.CSS_SELECTOR, '[role="slider"]')
                      or slider.find_elements(By.CSS_SELECTOR, 'input[type="range"]'))[0]
             ActionChains(driver).click(thumb if thumb.is_displayed() else thumb.find_element(By.XPATH, "./../..")).perform()
+            time.sleep(1.0)
             times = []
             for _ in range(moves):
-                before = sources()
-                t = time.perf_counter()
+                count = driver.execute_script("return window.__specsynth.newSrc.length")
                 ActionChains(driver).send_keys(Keys.ARROW_RIGHT).perform()
-                poll(lambda: sources() - before, 30)
-                times.append(1000 * (time.perf_counter() - t))
-                time.sleep(0.3)
+                wait_for(f"return window.__specsynth.newSrc.length > {count}", 30)
+                state = driver.execute_script("return {keys: window.__specsynth.keys, src: window.__specsynth.newSrc}")
+                times.append(state["src"][count][0] - state["keys"][-1])
+                time.sleep(0.5)
             return page_s, times
         finally:
             driver.quit()
@@ -117,7 +134,7 @@ def main(argv=None):
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
     os.environ["SPECSYNTH_MODEL"] = args.model
-    started = time.perf_counter()
+    started = time.time()
     proc, url, health = start_server(dict(os.environ))
     try:
         page_s, browser_ms = browser_timings(url, started)

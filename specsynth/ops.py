@@ -270,6 +270,12 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
     if seed_sound is not None:
         src = encode_sound(model, seed_sound, pitch="auto" if pitch is None else pitch)
         prime, label = src.latents, src.pitch if pitch is None else label
+        if src.samples is not None:
+            # prime with the sounding part, as the prior was trained: a release tail or silence
+            # after it would start the texture from nothing
+            from .data import active_span
+
+            prime = prime[active_span(spectral.analyze(src.samples, model.config))]
     z = model.sample_prior(n_frames + n_blend, pitch=label, temperature=temperature, seed=seed, prime=prime)
     w = np.linspace(0.0, 1.0, n_blend, endpoint=False)[:, None] if n_blend > 1 else np.zeros((1, 1))
     looped = z[:n_frames].copy()

@@ -326,3 +326,4 @@ def test_log_mel_distance_ranks_estimates_and_reuses_the_reference():
             metrics.log_mel_distance(x, estimate, SR), rel=1e-9)
     with pytest.raises(ValueError, match="frames"):
         metrics.log_mel_distance_from(ref, x[: SR // 2], SR)
+

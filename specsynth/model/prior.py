@@ -40,26 +40,15 @@ def build_prior_net(z_dim, *, units=256, mixtures=1):
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class LatentPrior(keras.Model):
     """Next-frame mixture density over normalised latents. Inputs ``{"z": [B, T, z], "pitch": [B, 2]}``;
-    the loss is the negative log-likelihood (nats per frame) of ``z[:, 1:]`` given ``z[:, :-1]``.
+    the loss is the negative log-likelihood (nats per frame) of ``z[:, 1:]`` given ``z[:, :-1]``."""
 
-    In training the inputs ``z[:, :-1]`` get Gaussian noise of std ``input_noise`` (the targets stay
-    clean): the LSTM learns to steer a slightly-off history back to the data, which is what it
-    sees when it runs on its own samples, so sampled walks do not drift away from the latents of
-    real sounds.
-    """
-
-    def __init__(self, z_dim, units=256, mixtures=1, input_noise=0.0, net=None, seed=0, **kwargs):
+    def __init__(self, z_dim, units=256, mixtures=1, net=None, **kwargs):
         super().__init__(**kwargs)
         self.z_dim, self.units, self.mixtures = int(z_dim), int(units), int(mixtures)
-        self.input_noise, self.seed = float(input_noise), int(seed)
         self.net = net or build_prior_net(self.z_dim, units=self.units, mixtures=self.mixtures)
-        self.seed_generator = keras.random.SeedGenerator(self.seed)
 
     def call(self, inputs, training=False):
-        history = inputs["z"][:, :-1]
-        if training and self.input_noise > 0:
-            history = history + self.input_noise * keras.random.normal(ops.shape(history), seed=self.seed_generator)
-        logits, means, logvars = self.net([history, inputs["pitch"]], training=training)
+        logits, means, logvars = self.net([inputs["z"][:, :-1], inputs["pitch"]], training=training)
         return {"logits": logits, "means": means, "logvars": logvars}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -76,7 +65,7 @@ class LatentPrior(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "z_dim": self.z_dim, "units": self.units, "mixtures": self.mixtures,
-                "input_noise": self.input_noise, "seed": self.seed, "net": keras.saving.serialize_keras_object(self.net)}
+                "net": keras.saving.serialize_keras_object(self.net)}
 
     @classmethod
     def from_config(cls, config):

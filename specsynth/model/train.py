@@ -30,13 +30,12 @@ class TrainSettings:
     kernel: int = 5
     beta: float = 0.05
     warmup_steps: int = 1500
-    epochs: int = 16
+    epochs: int = 20
     batch_size: int = 32
     segment_frames: int = 64
     learning_rate: float = 1e-3
     prior_units: int = 256
     prior_mixtures: int = 4
-    prior_input_noise: float = 0.0
     prior_epochs: int = 10
     prior_segment_frames: int = 64
     val_fraction: float = 0.1
@@ -169,7 +168,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
     def vae_inputs(indices):
         frames = [(data.item_frames(data.items[i]) - frame_mean) / frame_std for i in indices]
         segs, labels = segments(frames, [data.items[i]["pitch"] for i in indices], settings.segment_frames)
-        return {"frames": segs, "pitch": pitch_features(labels).astype(np.float32)}
+        return {"frames": segs, "pitch": pitch_features(labels)}
 
     train_idx, val_idx = state["train_items"], state["val_items"]
     # ---- stage 1: VAE ----------------------------------------------------------------------
@@ -218,8 +217,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
         if state["prior_epochs_done"] > 0:
             prior = keras.saving.load_model(prior_path, safe_mode=True)
         else:
-            prior = LatentPrior(settings.z_dim, units=settings.prior_units, mixtures=settings.prior_mixtures,
-                                input_noise=settings.prior_input_noise, seed=settings.seed)
+            prior = LatentPrior(settings.z_dim, units=settings.prior_units, mixtures=settings.prior_mixtures)
             prior.compile(optimizer=keras.optimizers.Adam(settings.learning_rate))
     p_train = prior_inputs(train_idx)
     p_val = prior_inputs(val_idx) if val_idx else None
