@@ -10,6 +10,7 @@ re-mixes and decodes that section while the others come straight from the cache.
 """
 from __future__ import annotations
 
+import gc
 import os
 import re
 import sys
@@ -38,7 +39,12 @@ st.set_page_config(page_title="specsynth", page_icon="🎛️", layout="wide")
 # -- model and sounds (cached) ----------------------------------------------------------------
 @st.cache_resource(show_spinner="Loading the model…")
 def load_model(path):
-    return specsynth.load(path)
+    model = specsynth.load(path)
+    # Streamlit runs a full garbage collection after every rerun, and with TensorFlow loaded that
+    # walks ~440k long-lived objects (200+ ms, holding the GIL, so the new audio waits to be sent).
+    # Freezing what exists now (libraries, the model) leaves each collection only the new objects.
+    gc.freeze()
+    return model
 
 
 def model_identity(model):
