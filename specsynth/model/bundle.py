@@ -139,7 +139,7 @@ class Model:
         single = z.ndim == 2
         z = z[None] if single else z
         pf = np.repeat(pitch_features(self.pitch_label(pitch))[None], len(z), axis=0)
-        out = np.asarray(self._decoder_fn(z, pf.astype(np.float32)))
+        out = np.asarray(self._decoder_fn(z, pf))
         frames = np.maximum(out * self.norm["frame_std"] + self.norm["frame_mean"], self.config.db_floor)
         return frames[0] if single else frames
 

@@ -197,7 +197,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
     def encode_item(i):
         item = data.items[i]
         x = ((data.item_frames(item) - frame_mean) / frame_std)[None]
-        pf = pitch_features(item["pitch"])[None].astype(np.float32)
+        pf = pitch_features(item["pitch"])[None]
         return np.asarray(vae.encoder([x, pf], training=False)[0])[0]
 
     all_idx = train_idx + val_idx
