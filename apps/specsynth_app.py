@@ -47,6 +47,24 @@ def load_model(path):
     return model
 
 
+def keep_compiled_kernels():
+    """Stop Streamlit from dropping TensorFlow's compiled kernels after every script run.
+
+    Streamlit calls ``keras.backend.clear_session()`` at the end of each run (to free models a
+    script built), which clears TensorFlow's kernel cache: the next decode then re-instantiates
+    and re-optimizes the decoder graph, ~100 ms of every slider step. This app builds no Keras
+    models per run (the one model lives in the resource cache for the server's life), so in the
+    app's process that call does nothing.
+    """
+    from specsynth.model._keras import keras
+
+    keras.backend.clear_session = _keep_session
+
+
+def _keep_session(*args, **kwargs):
+    return None
+
+
 def model_identity(model):
     """A cache key that changes when the bundle on disk does (a retrained model at the same path)."""
     try:
@@ -155,6 +173,7 @@ except SpecsynthError as exc:
                "(default: pretrained), then reload the page.")
     st.stop()
 
+keep_compiled_kernels()
 MODEL_KEY = model_identity(model)
 SR = model.sample_rate
 st.caption(f"Model `{model.path.name}` · {SR} Hz · {model.z_dim}-dimensional latents at "

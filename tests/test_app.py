@@ -61,7 +61,12 @@ def model_env(tiny_bundle, monkeypatch):
 
 
 @pytest.fixture
-def app(model_env):
+def app(model_env, monkeypatch):
+    import keras
+
+    # the app makes keras.backend.clear_session a no-op in its process (see keep_compiled_kernels);
+    # AppTest shares this process with the other tests, so put the real one back afterwards
+    monkeypatch.setattr(keras.backend, "clear_session", keras.backend.clear_session)
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
     assert_clean(at)
@@ -115,6 +120,20 @@ def expected_distances(bundle, alpha):
                                               sample_rate=SR)) for p in (73, 0))
     mix = ops.interpolate(model, ops.encode_sound(model, a, pitch=60), ops.encode_sound(model, b, pitch=60), alpha)
     return [f"{metrics.log_mel_distance(x, mix.samples, SR):.1f} dB" for x in (a, b)]
+
+
+def test_reruns_keep_tensorflows_compiled_kernels(app, monkeypatch):
+    # Streamlit clears the Keras session after each run, which would drop TensorFlow's kernel cache
+    # and make every slider step re-instantiate the decoder graph
+    from tensorflow.python.eager import context
+
+    cleared = []
+    ctx = context.context()
+    monkeypatch.setattr(ctx, "clear_kernel_cache", lambda: cleared.append(1))
+    app.slider(key="interp_mix").set_value(0.3).run()
+    app.slider(key="xy_x").set_value(0.8).run()
+    assert_clean(app)
+    assert cleared == []
 
 
 def test_session_state_drives_the_app(app):
