@@ -89,12 +89,17 @@ def test_loop_has_the_exact_length_and_wraps_in_latent_space(model, seconds):
     r = ops.loop(model, seed, seconds=seconds, temperature=0.8, seed=3)
     assert r.samples.shape == (int(round(seconds * SR)),)
     assert np.all(np.isfinite(r.samples))
-    # the tail was blended into the head: the wrap step is an ordinary step of the walk
-    steps = np.linalg.norm(np.diff(r.latents, axis=0), axis=1)
-    wrap = np.linalg.norm(r.latents[0] - r.latents[-1])
-    assert wrap <= 2 * np.percentile(steps, 90) + 1e-6
+    # the tail was blended into the head: the step across the blend point (now start_frame frames
+    # before the file's end) is an ordinary step of the walk
+    start = r.params["start_frame"]
+    z = np.roll(r.latents, start, axis=0)
+    steps = np.linalg.norm(np.diff(z, axis=0), axis=1)
+    assert np.linalg.norm(z[0] - z[-1]) <= 2 * np.percentile(steps, 90) + 1e-6
     seam, inside = metrics.loop_seam_flux(r.samples, model.config)
     assert r.metrics["seam_flux"] == pytest.approx(seam) and r.metrics["median_flux"] == pytest.approx(inside)
+    if seconds == 1.0:  # a whole number of hops: turning the file back puts the blend point at its wrap
+        blend, _ = metrics.loop_seam_flux(np.roll(r.samples, start * model.config.hop), model.config)
+        assert r.metrics["blend_flux"] == pytest.approx(blend)
     # the same seed gives the same loop, another seed another
     np.testing.assert_array_equal(ops.loop(model, seed, seconds=seconds, temperature=0.8, seed=3).samples, r.samples)
     assert not np.allclose(ops.loop(model, seed, seconds=seconds, temperature=0.8, seed=4).samples, r.samples)
@@ -109,6 +114,20 @@ def test_loop_point_is_steadier_than_the_walk_inside():
     assert np.linalg.norm(out[0] - out[-1]) < 0.5 * np.median(steps)
     np.testing.assert_array_equal(out[40:-40], z[40:-40])  # away from the wrap: untouched
     np.testing.assert_array_equal(ops._steady_wrap(z[:20], n_blend=31), z[:20])  # too short to smooth: as is
+
+
+def test_loop_file_starts_where_the_sound_is_steadiest(config):
+    # a circular signal: a steady tone for half its length, a busy chirping noise for the rest
+    sr, hop, n = config.sample_rate, config.hop, 250 * config.hop
+    t = np.arange(n) / sr
+    rng = np.random.default_rng(0)
+    busy = rng.standard_normal(n) * (1 + np.sin(2 * np.pi * 23 * t)) + np.sin(2 * np.pi * (300 + 4000 * t % 1) * t)
+    x = np.where(np.arange(n) < n // 2, np.sin(2 * np.pi * 440 * t), 0.3 * busy).astype(np.float32)
+    start, blend = ops._steadiest_start(x, config)
+    assert 4 <= start <= 121  # the frames around the new start lie in the steady half (samples 0..n/2)
+    assert blend == pytest.approx(metrics.loop_seam_flux(x, config)[0])  # the flux at the old wrap
+    seam, inside = metrics.loop_seam_flux(np.roll(x, -start * hop), config)
+    assert seam < 0.2 * inside
 
 
 def test_loop_without_a_seed_and_bad_lengths(model):
