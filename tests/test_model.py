@@ -89,6 +89,51 @@ def test_partials_output_for_mel_frames(keras):
 
 
 # ---------------------------------------------------------------------------------------------
+# The encoder's input layer
+
+
+def harmonic_view(config, x, midi):
+    """HarmonicInput's features of ``x`` labelled ``midi``, middle frame: (partial slots, envelope) in dB."""
+    from specsynth.model.vae import HarmonicInput
+    from specsynth.pitch import pitch_features
+
+    layer = HarmonicInput(config.to_dict(), db_offset=0.0, db_scale=1.0)
+    out = np.asarray(layer([spectral.analyze(x, config)[None], pitch_features(midi)[None]]))[0]
+    frame = out[len(out) // 2]
+    return frame[: 2 * layer.harmonics], frame[2 * layer.harmonics :]
+
+
+@pytest.mark.parametrize("midi", [43, 61, 79])
+def test_harmonic_input_reads_each_partial_at_any_pitch(keras, midi):
+    config = spectral.SpectralConfig()
+    slots, envelope = harmonic_view(config, tone(midi), midi)
+    assert slots.shape == (128,) and envelope.shape == (80,)
+    partials, halves = slots[1::2], slots[0::2]  # slot 2n-1 is partial n, slot 2n-2 the half-partial below it
+    audible = int(min(8, config.sample_rate / 2 // midi_to_hz(midi)))
+    # harmonic_tone's partials have 1/k amplitudes: the levels read fall by 20 log10(k), within 1.5 dB
+    expected = partials[0] - 20 * np.log10(np.arange(1, audible + 1))
+    np.testing.assert_allclose(partials[:audible], expected, atol=1.5)
+    assert np.all(halves[1:audible] < partials[1:audible] - 25)  # nothing between the partials
+    assert np.all(partials[audible:] < partials[0] - 40)  # none beyond the eighth
+
+
+def test_harmonic_input_is_the_same_at_another_pitch_and_floors_unpitched(keras):
+    config = spectral.SpectralConfig()
+    low, _ = harmonic_view(config, tone(50), 50)
+    high, _ = harmonic_view(config, tone(61), 61)
+    np.testing.assert_allclose(low[1:16:2], high[1:16:2], atol=1.5)  # the same timbre, the same partial levels
+    assert np.all(low[0:16:2] < low[1:16:2] - 25) and np.all(high[0:16:2] < high[1:16:2] - 25)
+    from specsynth.pitch import UNPITCHED
+
+    slots, envelope = harmonic_view(config, tone(61), UNPITCHED)
+    assert np.all(slots == config.db_floor)
+    np.testing.assert_allclose(envelope, harmonic_view(config, tone(61), 61)[1])
+    mel = spectral.SpectralConfig(representation="mel", n_mels=64)
+    slots, envelope = harmonic_view(mel, tone(61), 61)
+    assert np.all(np.isfinite(slots)) and slots[1] > slots[3] > slots[0]  # partials 1, 2 above the half-partial
+
+
+# ---------------------------------------------------------------------------------------------
 # The bundle API
 
 

@@ -29,7 +29,8 @@ FORMAT_VERSION = 2  # 2: partials output layer, 4 pitch features
 FILES = ("config.json", "vae.keras", "prior.keras", "norm.npz", "metrics.json")
 PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained"
 # Classes a bundle's .keras files may hold: Keras's own (minus Lambda) and ours.
-OURS = {"specsynth>VAE", "specsynth>LatentPrior", "specsynth>BroadcastTime", "specsynth>PartialsOutput"}
+OURS = {"specsynth>VAE", "specsynth>LatentPrior", "specsynth>BroadcastTime", "specsynth>PartialsOutput",
+        "specsynth>HarmonicInput"}
 FORBIDDEN = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
 
 

@@ -37,7 +37,7 @@ class TrainSettings:
     prior_units: int = 256
     prior_mixtures: int = 4
     prior_epochs: int = 10
-    prior_segment_frames: int = 64
+    prior_segment_frames: int = 192
     val_fraction: float = 0.1
     seed: int = 0
     strategy: str | None = None

@@ -2,10 +2,11 @@
 
 Frames ``[time, F]`` (normalised dB) are encoded, with a few frames of context on either side
 (1-D convolutions over time), into a latent sequence ``[time, z]`` at the STFT frame rate
-(``sample_rate / hop``, 62.5 Hz by default). The decoder sees the latents and the pitch features of
-:func:`specsynth.pitch.pitch_features`; its output layer (:class:`PartialsOutput`) draws each
-frame as partials at the label's f0 over a noise floor, so the latents carry the timbre (partial
-amplitudes, tuning, noise) and a timbre can be decoded at any pitch.
+(``sample_rate / hop``, 62.5 Hz by default). The encoder reads each frame in partial numbers of
+the pitch label (:class:`HarmonicInput`) and the decoder draws it the same way
+(:class:`PartialsOutput`: partials at the label's f0 over a noise floor), so the latents carry the
+timbre (partial amplitudes, tuning, noise), a timbre can be decoded at any pitch, and a note at a
+pitch no training note had is encoded like its neighbours.
 """
 from __future__ import annotations
 
@@ -40,6 +41,17 @@ def smooth_basis(features, bands, warp):
     centres = np.linspace(u[0], u[-1], bands)
     width = centres[1] - centres[0]
     return np.maximum(0.0, 1.0 - np.abs(u[None, :] - centres[:, None]) / width).astype("float32")
+
+
+def band_average(features, bands, warp):
+    """``[features, bands]``: the mean under each :func:`smooth_basis` triangle; a triangle too
+    narrow to cover any feature (the lowest ones) takes the feature nearest its centre."""
+    basis = smooth_basis(features, bands, warp).astype(np.float64)
+    u = np.log1p(np.arange(features) / warp)
+    centres = np.linspace(u[0], u[-1], bands)
+    empty = basis.sum(axis=1) == 0
+    basis[empty, np.abs(u[None, :] - centres[empty, None]).argmin(axis=1)] = 1.0
+    return (basis / basis.sum(axis=1, keepdims=True)).T.astype("float32")
 
 
 def _hann_power(d):
@@ -131,11 +143,82 @@ class PartialsOutput(layers.Layer):
                 "warp": self.warp}
 
 
-def build_encoder(features, *, z_dim=16, width=256, kernel=5):
-    frames = keras.Input((None, features), name="frames")
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class HarmonicInput(layers.Layer):
+    """The encoder's view of a frame, the same wherever its pitch puts the partials.
+
+    ``[B, T, F]`` normalised frames and ``[B, 4]`` pitch features -> ``[B, T, 2 * harmonics +
+    env_bands]``: the level at each partial and half-partial of the label's f0 (the loudest
+    feature within an eighth of f0 of it, at least half a feature and at most 2), then a smooth envelope (the mean
+    level under each of ``env_bands`` triangles on a log-frequency axis). Partials above Nyquist,
+    and all of them for "unpitched", read as the floor. Raw frames put each pitch's partials in
+    its own bins, so an encoder over them did not carry over to pitches no training note had; in
+    partial numbers every pitch looks alike, as the decoder (:class:`PartialsOutput`) draws it.
+    """
+
+    REACH = 2  # features either side of a partial's position that may hold its peak
+
+    def __init__(self, spectral, db_offset=-60.0, db_scale=20.0, env_bands=80, harmonics=64, warp=8.0, **kwargs):
+        super().__init__(**kwargs)
+        self.spectral, self.db_offset, self.db_scale = dict(spectral), float(db_offset), float(db_scale)
+        self.env_bands, self.harmonics, self.warp = int(env_bands), int(harmonics), float(warp)
+        from ..spectral import SpectralConfig, mel_basis
+
+        cfg = SpectralConfig.from_dict(self.spectral)
+        self.features = cfg.n_features
+        self.floor = (cfg.db_floor - self.db_offset) / self.db_scale
+        self.nyquist = cfg.sample_rate / 2
+        freqs = np.arange(cfg.n_bins) * cfg.sample_rate / cfg.n_fft
+        if cfg.representation == "mel":
+            basis = mel_basis(cfg)
+            freqs = basis @ freqs / np.maximum(basis.sum(axis=1), 1e-12)  # each band's centre of mass
+            warp = 1e6  # mel bands are already spaced like hearing: average them evenly
+        # fractional feature index of every whole Hz up to Nyquist
+        self._index_of_hz = np.interp(np.arange(int(self.nyquist) + 2), freqs, np.arange(self.features)).astype("float32")
+        self._average = band_average(self.features, env_bands, warp)  # [F, bands]
+        self._half_slots = (np.arange(1, 2 * harmonics + 1) / 2.0).astype("float32")
+
+    def _index(self, hz):
+        hz = ops.clip(hz, 0.0, self.nyquist + 1.0)
+        return ops.take(self._index_of_hz, ops.cast(ops.round(hz), "int32"))
+
+    def call(self, inputs):
+        frames, pitch = inputs  # [B, T, F], [B, 4]
+        f0 = 440.0 * ops.power(2.0, (pitch[:, 1:2] * 127.0 - 69.0) / 12.0)  # [B, 1]
+        hz = f0 * self._half_slots  # [B, S]
+        position = self._index(hz)
+        reach = ops.clip(self._index(hz + 0.125 * f0) - position, 0.5, float(self.REACH))
+        shape = ops.shape(frames)
+        best = ops.full((shape[0], shape[1], 2 * self.harmonics), -1e4)
+        for offset in range(-self.REACH, self.REACH + 1):
+            index = ops.round(position) + float(offset)
+            near = ops.abs(index - position) <= reach  # [B, S]
+            index = ops.cast(ops.clip(index, 0.0, self.features - 1.0), "int32")
+            index = ops.broadcast_to(ops.expand_dims(index, 1), (shape[0], shape[1], 2 * self.harmonics))
+            level = ops.take_along_axis(frames, index, axis=-1)
+            best = ops.maximum(best, ops.where(ops.expand_dims(near, 1), level, -1e4))
+        audible = ops.logical_and(hz < self.nyquist, pitch[:, :1] < 0.5)  # [B, S]
+        partials = ops.where(ops.expand_dims(audible, 1), best, self.floor)
+        envelope = ops.matmul(frames, self._average)
+        return ops.concatenate([partials, envelope], axis=-1)
+
+    def compute_output_shape(self, input_shapes):
+        return tuple(input_shapes[0][:-1]) + (2 * self.harmonics + self.env_bands,)
+
+    def get_config(self):
+        return {**super().get_config(), "spectral": self.spectral, "db_offset": self.db_offset,
+                "db_scale": self.db_scale, "env_bands": self.env_bands, "harmonics": self.harmonics,
+                "warp": self.warp}
+
+
+def build_encoder(spectral, *, z_dim=16, width=256, kernel=5, db_offset=-60.0, db_scale=20.0):
+    from ..spectral import SpectralConfig
+
+    frames = keras.Input((None, SpectralConfig.from_dict(spectral).n_features), name="frames")
     pitch = keras.Input((PITCH_FEATURES,), name="pitch")
     p = layers.Dense(64, activation="gelu", name="pitch_embed")(pitch)
-    h = layers.Conv1D(width, kernel, padding="same", activation="gelu", name="conv1")(frames)
+    view = HarmonicInput(spectral, db_offset=db_offset, db_scale=db_scale, name="harmonic_view")([frames, pitch])
+    h = layers.Conv1D(width, kernel, padding="same", activation="gelu", name="conv1")(view)
     h = layers.Concatenate(name="with_pitch")([h, BroadcastTime(name="pitch_time")([h, p])])
     h = layers.Conv1D(width, kernel, padding="same", activation="gelu", name="conv2")(h)
     mean = layers.Conv1D(z_dim, 1, name="z_mean")(h)
@@ -175,7 +258,8 @@ class VAE(keras.Model):
         self.features = SpectralConfig.from_dict(self.spectral).n_features
         self.z_dim, self.width, self.kernel = z_dim, width, kernel
         self.beta, self.warmup_steps, self.seed = float(beta), int(warmup_steps), int(seed)
-        self.encoder = encoder or build_encoder(self.features, z_dim=z_dim, width=width, kernel=kernel)
+        self.encoder = encoder or build_encoder(self.spectral, z_dim=z_dim, width=width, kernel=kernel,
+                                                db_offset=db_offset, db_scale=db_scale)
         self.decoder = decoder or build_decoder(self.spectral, z_dim=z_dim, width=width, kernel=kernel,
                                                 db_offset=db_offset, db_scale=db_scale)
         self.seed_generator = keras.random.SeedGenerator(seed)
