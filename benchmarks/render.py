@@ -27,7 +27,7 @@ import numpy as np
 
 from _common import machine_line, publish, verdict
 
-from specsynth import audio, metrics, ops, spectral  # noqa: E402
+from specsynth import audio, metrics, ops  # noqa: E402
 from specsynth.soundfont import note_name, render_note  # noqa: E402
 
 SECTION = "## Rendering"
@@ -67,8 +67,7 @@ def loops(model):
             seed = None if seed_note is None else audio.normalize_audio(render_note(*seed_note))
             r = ops.loop(model, seed, seconds=8.0, temperature=temperature, seed=3)
             label = "unseeded" if seed_note is None else note_name(*seed_note)
-            mag = spectral.magnitude(r.samples, model.config, circular=True)
-            flux = metrics.spectral_flux(np.concatenate([mag, mag[:1]], axis=0))
+            flux, _ = metrics.circular_flux(r.samples, model.config)
             blend = r.metrics["blend_flux"]
             rows.append((label, temperature, r.metrics["seam_flux"], r.metrics["median_flux"], blend,
                          float(np.mean(flux < blend)), len(r.samples)))

@@ -105,6 +105,16 @@ def spectral_flux(mag, *, floor_db=60.0):
     return np.linalg.norm(np.diff(logm, axis=0), axis=1) / np.sqrt(mag.shape[-1])
 
 
+def circular_flux(samples, config):
+    """A loop's frame-to-frame spectral flux played on repeat: ``(flux, m)``, ``flux[j]`` from
+    frame ``j`` to ``j + 1`` of a circular STFT (the last frame to the first), and ``m`` the frame
+    centred on the wrap point (sample 0)."""
+    mag = spectral.magnitude(np.asarray(samples, np.float32), config, circular=True)
+    # frame m is centred on sample m*hop + n_fft/2; the wrap point is sample 0 (== len(x))
+    m = (-(config.n_fft // 2) // config.hop) % mag.shape[0]
+    return spectral_flux(np.concatenate([mag, mag[:1]], axis=0)), m
+
+
 def loop_seam_flux(samples, config):
     """Spectral flux across a loop's wrap point, and the median flux inside the loop.
 
@@ -113,12 +123,8 @@ def loop_seam_flux(samples, config):
     pairs around the frame centred on the wrap point; ``median_inside`` is the median of all other
     frame-to-frame fluxes. A seamless loop has ``seam <= median_inside``.
     """
-    x = np.asarray(samples, np.float32)
-    mag = spectral.magnitude(x, config, circular=True)
-    t = mag.shape[0]
-    # frame m is centred on sample m*hop + n_fft/2; the wrap point is sample 0 (== len(x))
-    m = (-(config.n_fft // 2) // config.hop) % t
-    flux = spectral_flux(np.concatenate([mag, mag[:1]], axis=0))  # flux[j]: frame j -> j+1, circular
+    flux, m = circular_flux(samples, config)
+    t = len(flux)
     seam_idx = [(m - 1) % t, m % t]
     seam = float(np.mean(flux[seam_idx]))
     inside = np.delete(flux, seam_idx)

@@ -293,7 +293,7 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
 
         y = resample(y, n_samples).astype(np.float32)  # FFT resampling assumes periodicity: seam kept
     shift, blend_flux = _steadiest_start(y, model.config)
-    y = np.roll(y, -shift * hop)
+    y = np.roll(y, -shift * hop)  # frames and latents turn with it (exactly when hop divides the length)
     frames, looped = np.roll(frames, -shift, axis=0), np.roll(looped, -shift, axis=0)
     seam, inside = metrics.loop_seam_flux(y, model.config)
     params = {"seconds": seconds, "temperature": float(temperature), "seed": int(seed), "pitch": label,
@@ -312,11 +312,9 @@ def _steadiest_start(y, config):
     part. ``blend_flux`` is the flux where the latent tail was blended into the head, which is
     then inside the loop, reported so that a jump there would still show.
     """
-    mag = spectral.magnitude(y, config, circular=True)
-    t = len(mag)
-    flux = metrics.spectral_flux(np.concatenate([mag, mag[:1]], axis=0))  # flux[j]: frame j -> j+1
-    m = (-(config.n_fft // 2) // config.hop) % t  # the frame centred on sample 0, as loop_seam_flux
-    at_start = 0.5 * (flux + np.roll(flux, 1))  # flux across frame j, for j = m + shift
+    flux, m = metrics.circular_flux(y, config)
+    t = len(flux)
+    at_start = 0.5 * (flux + np.roll(flux, 1))  # flux across frame j (loop_seam_flux's seam when j = m)
     calm = np.convolve(np.concatenate([at_start[-2:], at_start, at_start[:2]]), np.ones(5) / 5, mode="valid")
     centre = int(np.argmin(calm))
     return (centre - m) % t, float(at_start[m])

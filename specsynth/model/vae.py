@@ -149,11 +149,12 @@ class HarmonicInput(layers.Layer):
 
     ``[B, T, F]`` normalised frames and ``[B, 4]`` pitch features -> ``[B, T, 2 * harmonics +
     env_bands]``: the level at each partial and half-partial of the label's f0 (the loudest
-    feature within an eighth of f0 of it, at least half a feature and at most 2), then a smooth envelope (the mean
-    level under each of ``env_bands`` triangles on a log-frequency axis). Partials above Nyquist,
-    and all of them for "unpitched", read as the floor. Raw frames put each pitch's partials in
-    its own bins, so an encoder over them did not carry over to pitches no training note had; in
-    partial numbers every pitch looks alike, as the decoder (:class:`PartialsOutput`) draws it.
+    feature within an eighth of f0 of it, at least half a feature and at most 2 away), then a
+    smooth envelope (the mean level under each of ``env_bands`` triangles on a log-frequency
+    axis). Partials above Nyquist, and all of them for "unpitched", read as the floor. Raw
+    frames put each pitch's partials in its own bins, so an encoder over them did not carry over
+    to pitches no training note had; in partial numbers every pitch looks alike, as the decoder
+    (:class:`PartialsOutput`) draws it.
     """
 
     REACH = 2  # features either side of a partial's position that may hold its peak
