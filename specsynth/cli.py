@@ -356,7 +356,7 @@ def cmd_loop(args):
                  pitch=_render_pitch_arg(args), method=args.method, n_iter=args.iters)
     audio.write(args.out, audio.normalize_audio(r.samples), r.sample_rate, overwrite=args.overwrite)
     print(f"{args.out}\t{r.seconds:.2f} s\tseam flux {r.metrics['seam_flux']:.2f} "
-          f"(median inside {r.metrics['median_flux']:.2f})")
+          f"(median inside {r.metrics['median_flux']:.2f}; at the blend point {r.metrics['blend_flux']:.2f})")
     return 0
 
 

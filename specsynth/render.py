@@ -43,7 +43,7 @@ The index
 relative to OUTDIR) to its job position, kind, parameters, a fingerprint of everything that
 determines the output (parameters, settings, input files' sizes and times, the model bundle),
 a status and, once finished, metrics (``render_ms``, ``seconds``, ``pitch``; loops also
-``seam_flux`` and ``median_flux``). At the start of a run every output to render is entered as
+``seam_flux``, ``median_flux`` and ``blend_flux``). At the start of a run every output to render is entered as
 ``pending``; each is marked ``done`` (or ``failed``) as it finishes. So after a kill at any
 moment the index is valid JSON, and every file it lists as done is complete (outputs are
 written atomically too).

@@ -36,7 +36,7 @@ class TrainSettings:
     learning_rate: float = 1e-3
     prior_units: int = 256
     prior_mixtures: int = 4
-    prior_epochs: int = 40
+    prior_epochs: int = 10
     prior_segment_frames: int = 192
     val_fraction: float = 0.1
     seed: int = 0
