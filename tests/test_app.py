@@ -62,7 +62,7 @@ def model_env(tiny_bundle, monkeypatch):
 
 @pytest.fixture
 def app(model_env, monkeypatch):
-    import keras
+    from specsynth.model._keras import keras
 
     # the app makes keras.backend.clear_session a no-op in its process (see keep_compiled_kernels);
     # AppTest shares this process with the other tests, so put the real one back afterwards
