@@ -15,10 +15,10 @@ On the held-out soundfont notes of specsynth.model.recipe (programs and pitches 
   load time (target <= 2 s; TensorFlow's one-off import is reported separately);
 * prior: latents sampled from the LSTM prior (unprimed, temperature 1, one walk per note at its
   pitch, as long as that note's sounding part) against the encoded latents of the sounding part
-  (what the prior is trained on) of
-  the bundle's validation notes (held out of training, drawn like the training notes):
-  per-dimension mean (difference in units of the encoded std) and variance (ratio), target within
-  20%. The same against the 16 held-out notes, and the two real sets against each other, for scale;
+  (what the prior is trained on) of the bundle's validation notes (held out of training, drawn
+  like the training notes): per-dimension mean (difference in units of the encoded std) and
+  variance (ratio), target within 20%. The same against the 16 held-out notes, and the two real
+  sets against each other, for scale;
 * training time, from the bundle's config.json.
 """
 from __future__ import annotations

@@ -43,10 +43,10 @@ The index
 relative to OUTDIR) to its job position, kind, parameters, a fingerprint of everything that
 determines the output (parameters, settings, input files' sizes and times, the model bundle),
 a status and, once finished, metrics (``render_ms``, ``seconds``, ``pitch``; loops also
-``seam_flux``, ``median_flux`` and ``blend_flux``). At the start of a run every output to render is entered as
-``pending``; each is marked ``done`` (or ``failed``) as it finishes. So after a kill at any
-moment the index is valid JSON, and every file it lists as done is complete (outputs are
-written atomically too).
+``seam_flux``, ``median_flux`` and ``blend_flux``). At the start of a run every output to
+render is entered as ``pending``; each is marked ``done`` (or ``failed``) as it finishes. So
+after a kill at any moment the index is valid JSON, and every file it lists as done is complete
+(outputs are written atomically too).
 
 Resuming: an output is skipped when its file exists and the index lists it as ``done`` with the
 same fingerprint. It is rendered again when it is missing, ``pending`` or ``failed`` (a run was

@@ -33,12 +33,16 @@ class BroadcastTime(layers.Layer):
         return (seq[0], seq[1], vec[-1])
 
 
+def _warped_axis(features, bands, warp):
+    """Each feature's position ``log(1 + k / warp)`` and ``bands`` evenly spaced centres on it."""
+    u = np.log1p(np.arange(features, dtype=np.float64) / warp)
+    return u, np.linspace(u[0], u[-1], bands)
+
+
 def smooth_basis(features, bands, warp):
     """``[bands, features]`` overlapping triangles, evenly spaced on the warped axis
     ``log(1 + k / warp)`` (mel-like for STFT bins; ``warp`` large makes it linear)."""
-    k = np.arange(features, dtype=np.float64)
-    u = np.log1p(k / warp)
-    centres = np.linspace(u[0], u[-1], bands)
+    u, centres = _warped_axis(features, bands, warp)
     width = centres[1] - centres[0]
     return np.maximum(0.0, 1.0 - np.abs(u[None, :] - centres[:, None]) / width).astype("float32")
 
@@ -47,11 +51,15 @@ def band_average(features, bands, warp):
     """``[features, bands]``: the mean under each :func:`smooth_basis` triangle; a triangle too
     narrow to cover any feature (the lowest ones) takes the feature nearest its centre."""
     basis = smooth_basis(features, bands, warp).astype(np.float64)
-    u = np.log1p(np.arange(features) / warp)
-    centres = np.linspace(u[0], u[-1], bands)
+    u, centres = _warped_axis(features, bands, warp)
     empty = basis.sum(axis=1) == 0
     basis[empty, np.abs(u[None, :] - centres[empty, None]).argmin(axis=1)] = 1.0
     return (basis / basis.sum(axis=1, keepdims=True)).T.astype("float32")
+
+
+def _hz(midi):
+    """MIDI note number(s) -> frequency in Hz, in keras.ops."""
+    return 440.0 * ops.power(2.0, (midi - 69.0) / 12.0)
 
 
 def _hann_power(d):
@@ -107,7 +115,7 @@ class PartialsOutput(layers.Layer):
         unpitched = pitch_seq[..., 0]
         tune = self.tuning(h)
         midi = pitch_seq[..., 1] * 127.0 + ops.tanh(tune[..., 0])
-        f0 = ops.expand_dims(440.0 * ops.power(2.0, (midi - 69.0) / 12.0), -1)  # [B, T, 1]
+        f0 = ops.expand_dims(_hz(midi), -1)  # [B, T, 1]
         stretch = ops.expand_dims(1e-3 * ops.sigmoid(tune[..., 1] - 4.0), -1)
         ratio = self._freqs / f0  # bin frequency in units of f0: [B, T, K]
         # the partial number n with n f0 sqrt(1 + B n^2) at this bin, in half-partial steps
@@ -185,7 +193,7 @@ class HarmonicInput(layers.Layer):
 
     def call(self, inputs):
         frames, pitch = inputs  # [B, T, F], [B, 4]
-        f0 = 440.0 * ops.power(2.0, (pitch[:, 1:2] * 127.0 - 69.0) / 12.0)  # [B, 1]
+        f0 = _hz(pitch[:, 1:2] * 127.0)  # [B, 1]
         hz = f0 * self._half_slots  # [B, S]
         position = self._index(hz)
         reach = ops.clip(self._index(hz + 0.125 * f0) - position, 0.5, float(self.REACH))
