@@ -44,7 +44,9 @@ SECTION = "## Model"
 def pyin_cents(y, target, sr):
     import librosa
 
-    f0, voiced, _ = librosa.pyin(y, fmin=40, fmax=2100, sr=sr, frame_length=2048)
+    # fmin 30 Hz: the lowest render is MIDI 32 (52 Hz), and a sub-octave organ stop sounding an
+    # octave below MIDI 38 lies at 37 Hz (a 40 Hz floor pinned such readings to the floor)
+    f0, voiced, _ = librosa.pyin(y, fmin=30, fmax=2100, sr=sr, frame_length=2048)
     if not np.any(voiced):
         return float("nan")
     return float(1200 * np.log2(np.nanmedian(f0[voiced]) / librosa.midi_to_hz(target)))

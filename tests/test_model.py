@@ -260,6 +260,29 @@ def test_sample_prior_depends_on_pitch(model):
     assert not np.allclose(model.sample_prior(20, pitch=48, temperature=0), model.sample_prior(20, pitch=72, temperature=0))
 
 
+def test_prior_trained_with_sampled_inputs_sees_its_own_samples(keras):
+    """Scheduled sampling: in training, part of the history is the prior's own one-step samples,
+    the first frame always the true one; at inference it reads the true history unchanged."""
+    from specsynth.model.prior import LatentPrior
+
+    rng = np.random.default_rng(0)
+    x = {"z": rng.standard_normal((2, 12, 3)).astype(np.float32), "pitch": np.full((2, 2), 0.5, np.float32)}
+    for rate in (0.0, 1.0):
+        prior = LatentPrior(3, units=8, mixtures=2, sampled_inputs=rate, seed=1)
+        taught, trained = prior(x, training=False)["means"], prior(x, training=True)["means"]
+        taught, trained = np.asarray(taught), np.asarray(trained)
+        np.testing.assert_allclose(trained[:, 0], taught[:, 0], atol=1e-6)  # after the true first frame
+        if rate == 0.0:
+            np.testing.assert_allclose(trained, taught, atol=1e-6)
+        else:
+            assert np.all(np.abs(trained[:, 1:] - taught[:, 1:]).max(axis=-1) > 1e-4)
+    # the rate travels with the saved model; a prior saved before it existed reads as 0
+    again = LatentPrior.from_config(prior.get_config())
+    assert again.sampled_inputs == 1.0 and again.seed_generator is not None
+    old = {k: v for k, v in LatentPrior(3, units=8).get_config().items() if k not in ("sampled_inputs", "seed")}
+    assert LatentPrior.from_config(old).seed_generator is None
+
+
 @pytest.mark.parametrize("kwargs", [dict(n_frames=0), dict(n_frames=2.5), dict(n_frames=10, temperature=-1),
                                     dict(n_frames=10, temperature=11), dict(n_frames=10, pitch=200)])
 def test_sample_prior_bad_arguments(model, kwargs):

@@ -4,6 +4,12 @@ Trained on the encoder means of the training set (normalised per dimension), it 
 latent frame as a mixture of ``mixtures`` diagonal Gaussians (``mixtures=1`` is a single
 Gaussian). Sampling runs the LSTM recurrence in NumPy from the trained weights, so it is fast and
 needs no TensorFlow graph per step.
+
+A prior trained only on true histories (teacher forcing) has never seen its own samples as
+input, and its free-running walks drift away from the data. With ``sampled_inputs`` > 0 it is
+trained with parallel scheduled sampling (Duckworth et al., 2019): a first pass on the true
+history draws a one-step sample at every frame, that fraction of the input frames is replaced by
+those samples, and the loss is taken on a second pass over the mixed history.
 """
 from __future__ import annotations
 
@@ -42,14 +48,40 @@ class LatentPrior(keras.Model):
     """Next-frame mixture density over normalised latents. Inputs ``{"z": [B, T, z], "pitch": [B, 2]}``;
     the loss is the negative log-likelihood (nats per frame) of ``z[:, 1:]`` given ``z[:, :-1]``."""
 
-    def __init__(self, z_dim, units=256, mixtures=1, net=None, **kwargs):
+    def __init__(self, z_dim, units=256, mixtures=1, sampled_inputs=0.0, seed=0, net=None, **kwargs):
         super().__init__(**kwargs)
         self.z_dim, self.units, self.mixtures = int(z_dim), int(units), int(mixtures)
+        self.sampled_inputs, self.seed = float(sampled_inputs), int(seed)
         self.net = net or build_prior_net(self.z_dim, units=self.units, mixtures=self.mixtures)
+        # only a prior trained with sampled inputs has a seed state (older bundles have none)
+        self.seed_generator = keras.random.SeedGenerator(seed) if self.sampled_inputs > 0 else None
+
+    def _predict(self, history, pitch, training):
+        logits, means, logvars = self.net([history, pitch], training=training)
+        return {"logits": logits, "means": means, "logvars": logvars}
 
     def call(self, inputs, training=False):
-        logits, means, logvars = self.net([inputs["z"][:, :-1], inputs["pitch"]], training=training)
-        return {"logits": logits, "means": means, "logvars": logvars}
+        z = inputs["z"]
+        out = self._predict(z[:, :-1], inputs["pitch"], training)
+        if not training or self.seed_generator is None:
+            return out
+        # parallel scheduled sampling: some of the history replaced by the model's own one-step samples
+        drawn = ops.stop_gradient(self._draw(out))  # [B, T - 1, z]: a sample of z[:, 1:]
+        shape = ops.shape(drawn)
+        replace = keras.random.uniform((shape[0], shape[1], 1), seed=self.seed_generator) < self.sampled_inputs
+        history = ops.concatenate([z[:, :1], ops.where(replace, drawn, z[:, 1:])], axis=1)
+        return self._predict(history[:, :-1], inputs["pitch"], training)
+
+    def _draw(self, out):
+        """One sample per frame from the predicted mixtures, clipped like :meth:`NumpyPrior.sample`."""
+        k, d = self.mixtures, self.z_dim
+        shape = ops.shape(out["means"])
+        means = ops.reshape(out["means"], (shape[0], shape[1], k, d))
+        std = ops.exp(0.5 * ops.clip(ops.reshape(out["logvars"], (shape[0], shape[1], k, d)), -9.0, 5.0))
+        pick = keras.random.categorical(ops.reshape(out["logits"], (-1, k)), 1, seed=self.seed_generator)
+        pick = ops.reshape(ops.one_hot(ops.reshape(pick, (-1,)), k), (shape[0], shape[1], k, 1))
+        noise = keras.random.normal(ops.shape(means), seed=self.seed_generator)
+        return ops.clip(ops.sum(pick * (means + std * noise), axis=2), -CLIP, CLIP)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         target = x["z"][:, 1:]
@@ -65,6 +97,7 @@ class LatentPrior(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "z_dim": self.z_dim, "units": self.units, "mixtures": self.mixtures,
+                "sampled_inputs": self.sampled_inputs, "seed": self.seed,
                 "net": keras.saving.serialize_keras_object(self.net)}
 
     @classmethod

@@ -38,6 +38,7 @@ class TrainSettings:
     prior_mixtures: int = 4
     prior_epochs: int = 10
     prior_segment_frames: int = 192
+    prior_sampled_inputs: float = 0.75
     val_fraction: float = 0.1
     seed: int = 0
     strategy: str | None = None
@@ -46,6 +47,8 @@ class TrainSettings:
     def check(self):
         if self.z_dim < 1 or self.epochs < 1 or self.prior_epochs < 0 or self.batch_size < 1:
             raise ConfigError("z_dim, epochs and batch_size must be >= 1 and prior_epochs >= 0")
+        if not 0 <= self.prior_sampled_inputs <= 1:
+            raise ConfigError(f"prior_sampled_inputs must be in [0, 1], got {self.prior_sampled_inputs}")
         if not 0 <= self.val_fraction < 0.5:
             raise ConfigError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
         if self.strategy not in (None, "mirrored"):
@@ -217,7 +220,8 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
         if state["prior_epochs_done"] > 0:
             prior = keras.saving.load_model(prior_path, safe_mode=True)
         else:
-            prior = LatentPrior(settings.z_dim, units=settings.prior_units, mixtures=settings.prior_mixtures)
+            prior = LatentPrior(settings.z_dim, units=settings.prior_units, mixtures=settings.prior_mixtures,
+                                sampled_inputs=settings.prior_sampled_inputs, seed=settings.seed)
             prior.compile(optimizer=keras.optimizers.Adam(settings.learning_rate))
     p_train = prior_inputs(train_idx)
     p_val = prior_inputs(val_idx) if val_idx else None
