@@ -61,7 +61,7 @@ def tone_dataset(path, midis=(48, 60), seconds=1.0):
 
 
 TRAIN_ARGS = ("--epochs", "3", "--prior-epochs", "2", "--z", "4", "--width", "16", "--prior-units", "16",
-              "--batch-size", "8", "--seed", "5")
+              "--prior-sampled-inputs", "0.5", "--batch-size", "8", "--seed", "5")
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +138,7 @@ def test_train_killed_then_resumed(note_dataset, tmp_path):
     assert len(history["vae"]) == 3 and len(history["prior"]) == 2
     assert history["vae"][:n_vae] == state["history"]["vae"]  # the killed run's epochs, kept as they were
     assert model.meta["training"]["seed"] == 5 and model.z_dim == 4
+    assert model.meta["model"]["prior_sampled_inputs"] == 0.5 and model.prior.sampled_inputs == 0.5
     x = harmonic_tone(261.6, 0.5)
     assert model.encode(x, pitch=60).shape == (spectral.n_frames(len(x), model.config), 4)
 
@@ -156,6 +157,13 @@ def test_train_refuses_an_existing_output(tmp_path):
     before = folder_snapshot(tmp_path)
     result = run_cli("train", data, "--out", tmp_path / "bundle", "--epochs", "1")
     assert_user_error(result, [tmp_path / "bundle", "already exists"], tmp_path, before)
+
+
+def test_train_with_a_sampled_input_share_outside_0_to_1(tmp_path):
+    data = tone_dataset(tmp_path / "data")
+    before = folder_snapshot(tmp_path)
+    result = run_cli("train", data, "--out", tmp_path / "bundle", "--prior-sampled-inputs", "1.5")
+    assert_user_error(result, ["prior_sampled_inputs", "[0, 1]", "1.5"], tmp_path, before)
 
 
 def test_train_from_something_that_is_not_a_dataset(tmp_path):
