@@ -23,6 +23,7 @@ from .vae import PACKAGE, BroadcastTime
 
 LOG_2PI = float(np.log(2 * np.pi))
 CLIP = 3.5  # sampled normalised latents are kept within +-CLIP
+LOGVAR_RANGE = (-9.0, 5.0)  # predicted log-variances are clipped to this in the loss and in sampling
 
 
 def prior_pitch_features(pitch):
@@ -72,24 +73,24 @@ class LatentPrior(keras.Model):
         history = ops.concatenate([z[:, :1], ops.where(replace, drawn, z[:, 1:])], axis=1)
         return self._predict(history[:, :-1], inputs["pitch"], training)
 
+    def _components(self, out):
+        """The predicted mixture components: means and clipped log-variances, each ``[B, T, k, z]``."""
+        shape = ops.shape(out["means"])
+        split = (shape[0], shape[1], self.mixtures, self.z_dim)
+        return ops.reshape(out["means"], split), ops.clip(ops.reshape(out["logvars"], split), *LOGVAR_RANGE)
+
     def _draw(self, out):
         """One sample per frame from the predicted mixtures, clipped like :meth:`NumpyPrior.sample`."""
-        k, d = self.mixtures, self.z_dim
-        shape = ops.shape(out["means"])
-        means = ops.reshape(out["means"], (shape[0], shape[1], k, d))
-        std = ops.exp(0.5 * ops.clip(ops.reshape(out["logvars"], (shape[0], shape[1], k, d)), -9.0, 5.0))
+        means, logvars = self._components(out)
+        shape, k = ops.shape(means), self.mixtures
         pick = keras.random.categorical(ops.reshape(out["logits"], (-1, k)), 1, seed=self.seed_generator)
         pick = ops.reshape(ops.one_hot(ops.reshape(pick, (-1,)), k), (shape[0], shape[1], k, 1))
-        noise = keras.random.normal(ops.shape(means), seed=self.seed_generator)
-        return ops.clip(ops.sum(pick * (means + std * noise), axis=2), -CLIP, CLIP)
+        noise = keras.random.normal(shape, seed=self.seed_generator)
+        return ops.clip(ops.sum(pick * (means + ops.exp(0.5 * logvars) * noise), axis=2), -CLIP, CLIP)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        target = x["z"][:, 1:]
-        k, d = self.mixtures, self.z_dim
-        shape = ops.shape(target)
-        means = ops.reshape(y_pred["means"], (shape[0], shape[1], k, d))
-        logvars = ops.clip(ops.reshape(y_pred["logvars"], (shape[0], shape[1], k, d)), -9.0, 5.0)
-        t = ops.expand_dims(target, 2)
+        means, logvars = self._components(y_pred)
+        t = ops.expand_dims(x["z"][:, 1:], 2)
         comp = -0.5 * ops.sum(LOG_2PI + logvars + ops.square(t - means) * ops.exp(-logvars), axis=-1)
         log_w = ops.log_softmax(y_pred["logits"], axis=-1)
         nll = -ops.mean(ops.logsumexp(log_w + comp, axis=-1))
@@ -152,7 +153,7 @@ class NumpyPrior:
             h, c = self._step(np.concatenate([x, pf]), h, c)
             logits = self._head("logits", h)
             means = self._head("means", h).reshape(k, d)
-            std = np.exp(0.5 * np.clip(self._head("logvars", h), -9, 5)).reshape(k, d)
+            std = np.exp(0.5 * np.clip(self._head("logvars", h), *LOGVAR_RANGE)).reshape(k, d)
             if temperature <= 0:
                 j = int(np.argmax(logits))
                 x = means[j]
