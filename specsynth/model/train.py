@@ -36,8 +36,8 @@ class TrainSettings:
     learning_rate: float = 1e-3
     prior_units: int = 256
     prior_mixtures: int = 4
-    prior_epochs: int = 25
-    prior_segment_frames: int = 256
+    prior_epochs: int = 10
+    prior_segment_frames: int = 192
     prior_sampled_inputs: float = 0.75
     val_fraction: float = 0.1
     seed: int = 0
@@ -125,7 +125,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
     # TensorFlow loads only now, so the user errors above are reported without waiting for it
     from ._keras import keras
     from .bundle import load_bundle, save_bundle
-    from .prior import LatentPrior, windows
+    from .prior import LatentPrior, prior_pitch_features
     from .vae import VAE
 
     started = time.time()
@@ -211,9 +211,9 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
     latent_mean, latent_std = train_lat.mean(axis=0), np.maximum(train_lat.std(axis=0), 1e-3)
 
     def prior_inputs(indices):
-        # each sound from its onset, after the start frame an unprimed walk also begins from
         seqs = [(latents[i] - latent_mean) / latent_std for i in indices]
-        return windows(seqs, [data.items[i]["pitch"] for i in indices], settings.prior_segment_frames + 1, starts=True)
+        segs, labels = segments(seqs, [data.items[i]["pitch"] for i in indices], settings.prior_segment_frames + 1)
+        return {"z": segs, "pitch": prior_pitch_features(labels)}
 
     prior_path = work / "prior.keras"
     with strategy.scope():
@@ -221,12 +221,12 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
             prior = keras.saving.load_model(prior_path, safe_mode=True)
         else:
             prior = LatentPrior(settings.z_dim, units=settings.prior_units, mixtures=settings.prior_mixtures,
-                                sampled_inputs=settings.prior_sampled_inputs, seed=settings.seed, starts=True)
+                                sampled_inputs=settings.prior_sampled_inputs, seed=settings.seed)
             prior.compile(optimizer=keras.optimizers.Adam(settings.learning_rate))
     p_train = prior_inputs(train_idx)
     p_val = prior_inputs(val_idx) if val_idx else None
     if state["prior_epochs_done"] < settings.prior_epochs:
-        log(f"prior: {len(p_train['z'])} latent windows of up to {settings.prior_segment_frames} frames")
+        log(f"prior: {len(p_train['z'])} latent segments of {settings.prior_segment_frames} frames")
         cb = _checkpoint(keras, prior, prior_path, state, state_path, "prior", elapsed)
         prior.fit(tf_dataset(p_train, batch_size=settings.batch_size, seed=settings.seed),
                   validation_data=tf_dataset(p_val, batch_size=settings.batch_size, shuffle=False) if p_val else None,
