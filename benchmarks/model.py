@@ -112,11 +112,12 @@ def run(model_path, repeats=5):
         t = time.perf_counter()
         model.reconstruct(x, pitch=recipe.HELDOUT_NOTES[0][1])
         times.append(time.perf_counter() - t)
-    val_names = set(model.meta["training"].get("val_names", []))
-    val_notes = [(int(n[2:5]), int(n[6:9])) for n in sorted(val_names) if n.startswith("gm")]
+    val_names = sorted(set(model.meta["training"].get("val_names", [])))
+    val_notes = [(int(n[2:5]), int(n[6:9])) for n in val_names if n.startswith("gm")]
     reference = val_notes + [(program, pitch) for program in recipe.TRAIN_PROGRAMS for pitch in recipe.HELDOUT_PITCHES]
+    held_back = set(val_notes)
     trained = [(program, pitch) for program in recipe.TRAIN_PROGRAMS for pitch in recipe.train_pitches(program)
-               if f"gm{program:03d}_{pitch:03d}_{recipe.VELOCITY:03d}" not in val_names]
+               if (program, pitch) not in held_back]
     ref_notes, ref_latents = sounding_latents(model, reference)
     _, train_latents = sounding_latents(model, trained)
     prior = {}
