@@ -196,10 +196,29 @@ def segments(frames_list, pitches, seg_len, *, hop=None):
 
 
 def tf_dataset(inputs, *, batch_size, shuffle=True, seed=0):
-    """A cached, shuffled, batched, prefetched ``tf.data.Dataset`` over in-memory arrays."""
+    """A cached, shuffled, batched, prefetched ``tf.data.Dataset`` over in-memory arrays.
+
+    ``inputs`` is a dict of arrays, or a list of such dicts whose sequences differ in length (each
+    is batched on its own; the batches of all of them are interleaved, at random if ``shuffle``).
+    """
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices(inputs).cache()
-    if shuffle:
-        ds = ds.shuffle(len(next(iter(inputs.values()))), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    parts = inputs if isinstance(inputs, list) else [inputs]
+    batched = []
+    for part in parts:
+        ds = tf.data.Dataset.from_tensor_slices(part).cache()
+        if shuffle:
+            ds = ds.shuffle(len(next(iter(part.values()))), seed=seed, reshuffle_each_iteration=True)
+        batched.append(ds.batch(batch_size))
+    if len(batched) == 1:
+        ds = batched[0]
+    elif shuffle:
+        counts = [-(-len(next(iter(part.values()))) // batch_size) for part in parts]
+        ds = tf.data.Dataset.sample_from_datasets(batched, weights=[c / sum(counts) for c in counts], seed=seed,
+                                                  stop_on_empty_dataset=False, rerandomize_each_iteration=True)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(sum(counts)))  # known: progress bars show it
+    else:
+        ds = batched[0]
+        for more in batched[1:]:
+            ds = ds.concatenate(more)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -270,6 +270,25 @@ def test_tf_dataset_batches():
     np.testing.assert_array_equal(got_pitch, pitch[order])  # and pairs kept together
 
 
+def test_tf_dataset_interleaves_parts_of_different_lengths():
+    rng = np.random.default_rng(0)
+    long = {"z": rng.standard_normal((10, 9, 2)).astype(np.float32), "id": np.arange(10)}
+    short = {"z": rng.standard_normal((7, 5, 2)).astype(np.float32), "id": np.arange(10, 17)}
+    ordered = list(data.tf_dataset([long, short], batch_size=4, shuffle=False).as_numpy_iterator())
+    assert [b["z"].shape for b in ordered] == [(4, 9, 2), (4, 9, 2), (2, 9, 2), (4, 5, 2), (3, 5, 2)]
+    ds = data.tf_dataset([long, short], batch_size=4, seed=3)
+    epochs = [list(ds.as_numpy_iterator()) for _ in range(4)]
+    for batches in epochs:
+        ids = np.concatenate([b["id"] for b in batches])
+        assert sorted(ids) == list(range(17))  # every window once per epoch, each batch one length
+        assert all(np.all((b["id"] < 10) == (b["z"].shape[1] == 9)) for b in batches)
+        for b in batches:  # rows kept with their ids
+            np.testing.assert_array_equal(b["z"], [long["z"][i] if i < 10 else short["z"][i - 10] for i in b["id"]])
+    # the two kinds are mixed through each epoch, not one after the other, and differ between epochs
+    kinds = [tuple(b["z"].shape[1] for b in batches) for batches in epochs]
+    assert len(set(kinds)) > 1 and any(k != tuple(sorted(k, reverse=True)) for k in kinds)
+
+
 # ---------------------------------------------------------------------------------------------
 # Pitch helpers
 

@@ -283,6 +283,63 @@ def test_prior_trained_with_sampled_inputs_sees_its_own_samples(keras):
     assert LatentPrior.from_config(old).seed_generator is None
 
 
+def test_prior_windows_start_each_sound_and_mask_padding():
+    from specsynth.model.prior import START, windows
+
+    short = np.arange(1, 11, dtype=np.float32)[:, None].repeat(2, axis=1)  # frames 1..10
+    long = np.arange(1, 31, dtype=np.float32)[:, None].repeat(2, axis=1)  # frames 1..30
+    w = windows([short, long], [60, 128], 16, starts=True)
+    assert w["z"].shape == (4, 16, 2) and w["mask"].shape == (4, 15) and w["pitch"].shape == (4, 2)
+    # the short sound: start frame, its 10 frames, then padding that no loss term sees
+    np.testing.assert_array_equal(w["z"][0, :11, 0], [START] + list(range(1, 11)))
+    np.testing.assert_array_equal(w["mask"][0], np.arange(1, 16) < 11)
+    # the long one: a window from its start frame, one half a window on, the last ending with the sound
+    np.testing.assert_array_equal(w["z"][1, :, 0], [START] + list(range(1, 16)))
+    for row, first in zip((2, 3), (8, 15)):
+        np.testing.assert_array_equal(w["z"][row, :, 0], np.arange(first, first + 16))
+    assert w["mask"][1:].all() and w["pitch"][3, 1] == 1.0  # the unpitched label
+    assert windows([short], [60], 16, starts=False)["z"][0, 0, 0] == 1.0
+
+
+def test_prior_loss_ignores_masked_padding(keras):
+    from specsynth.model.prior import LatentPrior, windows
+
+    rng = np.random.default_rng(0)
+    x = windows([rng.standard_normal((9, 3)).astype(np.float32)], [60], 14, starts=True)
+    prior = LatentPrior(3, units=8, mixtures=2, starts=True)
+    loss = float(prior.compute_loss(x=x, y_pred=prior(x)))
+    changed = {**x, "z": x["z"].copy()}
+    changed["z"][0, 10:] += 5.0  # the padding after the sound's last frame
+    assert float(prior.compute_loss(x=changed, y_pred=prior(changed))) == pytest.approx(loss, rel=1e-6)
+    unmasked = {k: v for k, v in changed.items() if k != "mask"}
+    assert float(prior.compute_loss(x=unmasked, y_pred=prior(unmasked))) != pytest.approx(loss, rel=1e-3)
+
+
+@pytest.mark.parametrize("starts", [True, False])
+def test_numpy_prior_reads_a_prime_after_the_start_frame(keras, starts):
+    """Sampling runs the trained LSTM: at temperature 0 the first sampled frame is the network's
+    prediction after the prime, read after the start frame when the prior was trained with one."""
+    from specsynth.model.prior import START, LatentPrior, NumpyPrior, prior_pitch_features
+
+    rng = np.random.default_rng(1)
+    prior = LatentPrior(3, units=8, mixtures=2, starts=starts)
+    prime = rng.standard_normal((5, 3)).astype(np.float32)
+    pf = prior_pitch_features(60)
+    history = np.concatenate([np.full((1, 3), START, np.float32), prime]) if starts else prime
+    out = prior._predict(history[None], pf[None], False)
+    j = int(np.argmax(np.asarray(out["logits"])[0, -1]))
+    expected = np.asarray(out["means"])[0, -1].reshape(2, 3)[j]
+    got = NumpyPrior(prior).sample(1, pitch_features=pf, temperature=0, prime=prime)[0]
+    np.testing.assert_allclose(got, np.clip(expected, -3.5, 3.5), atol=1e-5)
+    # an unprimed walk begins from the start frame (the mean latent for a prior trained without one)
+    first = np.full((1, 1, 3), START if starts else 0.0, np.float32)
+    out = prior._predict(first, pf[None], False)
+    j = int(np.argmax(np.asarray(out["logits"])[0, 0]))
+    got = NumpyPrior(prior).sample(1, pitch_features=pf, temperature=0)[0]
+    np.testing.assert_allclose(got, np.clip(np.asarray(out["means"])[0, 0].reshape(2, 3)[j], -3.5, 3.5), atol=1e-5)
+    assert LatentPrior.from_config(prior.get_config()).starts == starts
+
+
 @pytest.mark.parametrize("kwargs", [dict(n_frames=0), dict(n_frames=2.5), dict(n_frames=10, temperature=-1),
                                     dict(n_frames=10, temperature=11), dict(n_frames=10, pitch=200)])
 def test_sample_prior_bad_arguments(model, kwargs):
@@ -585,6 +642,21 @@ def test_same_seed_same_weights_other_seed_other_weights(seed_runs):
     for wa, wb in zip(runs["a"].vae.get_weights(), runs["b"].vae.get_weights()):
         np.testing.assert_array_equal(wa, wb)
     assert np.abs(za - zc).max() > 1e-3
+
+
+@pytest.mark.parametrize("anywhere", [8, 0])
+def test_prior_trains_on_windows_from_the_onset_and_cut_anywhere(tone_dataset, tmp_path, anywhere):
+    from specsynth.model.train import train
+
+    logs = []
+    model = train(tone_dataset, tmp_path / "m", settings=tiny_settings(prior_epochs=1, prior_anywhere_frames=anywhere),
+                  verbose=0, log=logs.append)
+    line = next(line for line in logs if line.startswith("prior: "))
+    # 3 tones of 65 sounding frames (+ the start frame): 8 onset windows of 16 frames at half overlap and
+    # 15 of 8 frames cut anywhere, each
+    assert line.startswith("prior: 24 onset windows of up to 16 frames")
+    assert line.endswith(", 45 of 8") if anywhere else line.endswith(" frames")
+    assert model.prior.starts and len(model.meta["training"]["history"]["prior"]) == 1
 
 
 def test_existing_output_is_refused_and_untouched(seed_runs, tone_dataset):

@@ -5,6 +5,14 @@ latent frame as a mixture of ``mixtures`` diagonal Gaussians (``mixtures=1`` is 
 Gaussian). Sampling runs the LSTM recurrence in NumPy from the trained weights, so it is fast and
 needs no TensorFlow graph per step.
 
+With ``starts`` (the default for new priors) it is trained on two kinds of window: each sound
+from its onset, after a start frame (every dimension at ``START``, where no normalised latent
+lies, so it cannot be taken for one) from which the first latent is predicted, as long as a whole note; and shorter windows cut anywhere in a sound, without it
+(padding of short windows is masked out of the loss). An unprimed walk starts from the start
+frame, so it begins as sounds begin, and a prime is read after it; the windows cut anywhere teach
+it to go on from any history, as a texture loop grown past a sound's length must. Priors saved
+without ``starts`` were trained on windows cut anywhere only and are sampled as they were.
+
 A prior trained only on true histories (teacher forcing) has never seen its own samples as
 input, and its free-running walks drift away from the data. With ``sampled_inputs`` > 0 it is
 trained with parallel scheduled sampling (Duckworth et al., 2019): a first pass on the true
@@ -24,6 +32,7 @@ from .vae import PACKAGE, BroadcastTime
 LOG_2PI = float(np.log(2 * np.pi))
 CLIP = 3.5  # sampled normalised latents are kept within +-CLIP
 LOGVAR_RANGE = (-9.0, 5.0)  # predicted log-variances are clipped to this in the loss and in sampling
+START = -4.0  # the start frame before each sound (priors trained with ``starts``), beyond CLIP
 
 
 def prior_pitch_features(pitch):
@@ -31,6 +40,27 @@ def prior_pitch_features(pitch):
     p = np.asarray(pitch, dtype=np.float32)
     unpitched = (p >= UNPITCHED).astype(np.float32)
     return np.stack([np.where(unpitched > 0, 0.0, p / 127.0), unpitched], axis=-1).astype(np.float32)
+
+
+def windows(sequences, pitches, length, *, starts):
+    """Training windows ``{"z": [n, length, z], "pitch": [n, 2], "mask": [n, length - 1]}`` over
+    normalised latent sequences ``[t, z]``: cut with half-overlap (the last one ending with the
+    sequence), a short one padded by repeating its last frame, ``mask`` 0 on padded targets. With
+    ``starts``, each sequence is preceded by the start frame (``START``)."""
+    z, mask, labels = [], [], []
+    for seq, pitch in zip(sequences, pitches):
+        seq = np.asarray(seq, np.float32)
+        if starts:
+            seq = np.concatenate([np.full((1, seq.shape[1]), START, np.float32), seq])
+        begins = list(range(0, max(len(seq) - length, 0) + 1, max(length // 2, 1)))
+        if begins[-1] + length < len(seq):
+            begins.append(len(seq) - length)
+        for b in begins:
+            window = seq[b : b + length]
+            mask.append(np.arange(1, length) < len(window))
+            z.append(np.concatenate([window, np.repeat(window[-1:], length - len(window), axis=0)]))
+            labels.append(pitch)
+    return {"z": np.stack(z), "pitch": prior_pitch_features(labels), "mask": np.stack(mask).astype(np.float32)}
 
 
 def build_prior_net(z_dim, *, units=256, mixtures=1):
@@ -46,13 +76,14 @@ def build_prior_net(z_dim, *, units=256, mixtures=1):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class LatentPrior(keras.Model):
-    """Next-frame mixture density over normalised latents. Inputs ``{"z": [B, T, z], "pitch": [B, 2]}``;
+    """Next-frame mixture density over normalised latents. Inputs ``{"z": [B, T, z], "pitch": [B, 2]}``
+    and optionally ``"mask": [B, T - 1]`` (1 where ``z[:, 1:]`` is a real frame, 0 for padding);
     the loss is the negative log-likelihood (nats per frame) of ``z[:, 1:]`` given ``z[:, :-1]``."""
 
-    def __init__(self, z_dim, units=256, mixtures=1, sampled_inputs=0.0, seed=0, net=None, **kwargs):
+    def __init__(self, z_dim, units=256, mixtures=1, sampled_inputs=0.0, seed=0, starts=False, net=None, **kwargs):
         super().__init__(**kwargs)
         self.z_dim, self.units, self.mixtures = int(z_dim), int(units), int(mixtures)
-        self.sampled_inputs, self.seed = float(sampled_inputs), int(seed)
+        self.sampled_inputs, self.seed, self.starts = float(sampled_inputs), int(seed), bool(starts)
         self.net = net or build_prior_net(self.z_dim, units=self.units, mixtures=self.mixtures)
         # only a prior trained with sampled inputs has a seed state (older bundles have none)
         self.seed_generator = keras.random.SeedGenerator(seed) if self.sampled_inputs > 0 else None
@@ -93,12 +124,15 @@ class LatentPrior(keras.Model):
         t = ops.expand_dims(x["z"][:, 1:], 2)
         comp = -0.5 * ops.sum(LOG_2PI + logvars + ops.square(t - means) * ops.exp(-logvars), axis=-1)
         log_w = ops.log_softmax(y_pred["logits"], axis=-1)
-        nll = -ops.mean(ops.logsumexp(log_w + comp, axis=-1))
-        return nll
+        log_p = ops.logsumexp(log_w + comp, axis=-1)
+        if "mask" not in x:
+            return -ops.mean(log_p)
+        mask = ops.cast(x["mask"], log_p.dtype)
+        return -ops.sum(log_p * mask) / ops.maximum(ops.sum(mask), 1.0)
 
     def get_config(self):
         return {**super().get_config(), "z_dim": self.z_dim, "units": self.units, "mixtures": self.mixtures,
-                "sampled_inputs": self.sampled_inputs, "seed": self.seed,
+                "sampled_inputs": self.sampled_inputs, "seed": self.seed, "starts": self.starts,
                 "net": keras.saving.serialize_keras_object(self.net)}
 
     @classmethod
@@ -115,7 +149,7 @@ class NumpyPrior:
         net = prior.net
         lstm = net.get_layer("lstm")
         self.kernel, self.recurrent, self.bias = (np.asarray(w, np.float64) for w in lstm.get_weights())
-        self.units, self.z_dim, self.mixtures = prior.units, prior.z_dim, prior.mixtures
+        self.units, self.z_dim, self.mixtures, self.starts = prior.units, prior.z_dim, prior.mixtures, prior.starts
         self.heads = {name: [np.asarray(w, np.float64) for w in net.get_layer(name).get_weights()]
                       for name in ("logits", "means", "logvars")}
 
@@ -142,10 +176,13 @@ class NumpyPrior:
         h = np.zeros(self.units)
         c = np.zeros(self.units)
         pf = np.asarray(pitch_features, np.float64)
-        x = np.zeros(self.z_dim)
+        x = np.full(self.z_dim, START if self.starts else 0.0)  # the start frame (the mean latent if none)
         out = np.zeros((n_frames, self.z_dim))
         if prime is not None and len(prime):
-            for frame in prime[:-1]:
+            history = list(prime[:-1])
+            if self.starts:  # trained with a start frame before each sound: read the prime after it
+                history.insert(0, x)
+            for frame in history:
                 h, c = self._step(np.concatenate([frame, pf]), h, c)
             x = np.asarray(prime[-1], np.float64)
         k, d = self.mixtures, self.z_dim

@@ -36,8 +36,9 @@ class TrainSettings:
     learning_rate: float = 1e-3
     prior_units: int = 256
     prior_mixtures: int = 4
-    prior_epochs: int = 10
-    prior_segment_frames: int = 192
+    prior_epochs: int = 12
+    prior_segment_frames: int = 256  # windows from each sound's onset (after the start frame)
+    prior_anywhere_frames: int = 128  # and windows cut anywhere in it (0: onset windows only)
     prior_sampled_inputs: float = 0.75
     val_fraction: float = 0.1
     seed: int = 0
@@ -47,6 +48,8 @@ class TrainSettings:
     def check(self):
         if self.z_dim < 1 or self.epochs < 1 or self.prior_epochs < 0 or self.batch_size < 1:
             raise ConfigError("z_dim, epochs and batch_size must be >= 1 and prior_epochs >= 0")
+        if self.prior_segment_frames < 1 or self.prior_anywhere_frames < 0:
+            raise ConfigError("prior_segment_frames must be >= 1 and prior_anywhere_frames >= 0")
         if not 0 <= self.prior_sampled_inputs <= 1:
             raise ConfigError(f"prior_sampled_inputs must be in [0, 1], got {self.prior_sampled_inputs}")
         if not 0 <= self.val_fraction < 0.5:
@@ -125,7 +128,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
     # TensorFlow loads only now, so the user errors above are reported without waiting for it
     from ._keras import keras
     from .bundle import load_bundle, save_bundle
-    from .prior import LatentPrior, prior_pitch_features
+    from .prior import LatentPrior, windows
     from .vae import VAE
 
     started = time.time()
@@ -211,29 +214,40 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
     latent_mean, latent_std = train_lat.mean(axis=0), np.maximum(train_lat.std(axis=0), 1e-3)
 
     def prior_inputs(indices):
+        # Each sound from its onset, after the start frame an unprimed walk also begins from, so
+        # walks begin as sounds do; and windows cut anywhere (no start frame), so the prior also
+        # learns to go on from any history, as a texture loop grown past a sound's length must.
         seqs = [(latents[i] - latent_mean) / latent_std for i in indices]
-        segs, labels = segments(seqs, [data.items[i]["pitch"] for i in indices], settings.prior_segment_frames + 1)
-        return {"z": segs, "pitch": prior_pitch_features(labels)}
+        pitches = [data.items[i]["pitch"] for i in indices]
+        parts = [windows(seqs, pitches, settings.prior_segment_frames + 1, starts=True)]
+        if settings.prior_anywhere_frames:
+            parts.append(windows(seqs, pitches, settings.prior_anywhere_frames + 1, starts=False))
+        return parts
 
+    p_train = prior_inputs(train_idx)
+    p_val = prior_inputs(val_idx) if val_idx else None
     prior_path = work / "prior.keras"
     with strategy.scope():
         if state["prior_epochs_done"] > 0:
             prior = keras.saving.load_model(prior_path, safe_mode=True)
         else:
             prior = LatentPrior(settings.z_dim, units=settings.prior_units, mixtures=settings.prior_mixtures,
-                                sampled_inputs=settings.prior_sampled_inputs, seed=settings.seed)
-            prior.compile(optimizer=keras.optimizers.Adam(settings.learning_rate))
-    p_train = prior_inputs(train_idx)
-    p_val = prior_inputs(val_idx) if val_idx else None
+                                sampled_inputs=settings.prior_sampled_inputs, seed=settings.seed, starts=True)
+            # The learning rate falls to 5% over the run (cosine): walks depend on where the last
+            # steps leave the weights, and a constant rate leaves them anywhere in Adam's noise.
+            steps = settings.prior_epochs * sum(-(-len(part["z"]) // settings.batch_size) for part in p_train)
+            rate = keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(steps, 1), alpha=0.05)
+            prior.compile(optimizer=keras.optimizers.Adam(rate))
     if state["prior_epochs_done"] < settings.prior_epochs:
-        log(f"prior: {len(p_train['z'])} latent segments of {settings.prior_segment_frames} frames")
+        log(f"prior: {len(p_train[0]['z'])} onset windows of up to {settings.prior_segment_frames} frames"
+            + (f", {len(p_train[1]['z'])} of {settings.prior_anywhere_frames}" if len(p_train) > 1 else ""))
         cb = _checkpoint(keras, prior, prior_path, state, state_path, "prior", elapsed)
         prior.fit(tf_dataset(p_train, batch_size=settings.batch_size, seed=settings.seed),
                   validation_data=tf_dataset(p_val, batch_size=settings.batch_size, shuffle=False) if p_val else None,
                   epochs=settings.prior_epochs, shuffle=False, initial_epoch=state["prior_epochs_done"],
                   callbacks=[cb, _Eta(keras, log)], verbose=verbose)
     elif state["prior_epochs_done"] == 0:  # prior_epochs == 0: build it untrained so the bundle is whole
-        prior({"z": p_train["z"][:1], "pitch": p_train["pitch"][:1]})
+        prior({"z": p_train[0]["z"][:1], "pitch": p_train[0]["pitch"][:1]})
 
     # ---- held-out metrics and the bundle ---------------------------------------------------
     metrics = {}
@@ -242,7 +256,8 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
         metrics["val_vae"] = {k: float(x) for k, x in vae.evaluate(v, batch_size=settings.batch_size, verbose=0,
                                                                     return_dict=True).items()}
         if p_val is not None and settings.prior_epochs:
-            metrics["val_prior_nll"] = float(prior.evaluate(p_val, batch_size=settings.batch_size, verbose=0))
+            p_val_ds = tf_dataset(p_val, batch_size=settings.batch_size, shuffle=False)
+            metrics["val_prior_nll"] = float(prior.evaluate(p_val_ds, verbose=0))
     elapsed_s = elapsed()
     hyper = {k: v for k, v in asdict(settings).items() if k not in ("strategy", "extra")}
     training = {
