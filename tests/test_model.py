@@ -652,8 +652,8 @@ def test_prior_trains_on_windows_from_the_onset_and_cut_anywhere(tone_dataset, t
     model = train(tone_dataset, tmp_path / "m", settings=tiny_settings(prior_epochs=1, prior_anywhere_frames=anywhere),
                   verbose=0, log=logs.append)
     line = next(line for line in logs if line.startswith("prior: "))
-    # 3 tones of 65 sounding frames (+ the start frame): 8 onset windows of 16 frames at half overlap and
-    # 15 of 8 frames cut anywhere, each
+    # each of the 3 tones sounds for 65 frames: 8 half-overlapping onset windows of 16 frames (after
+    # the start frame) and 15 windows of 8 frames cut anywhere
     assert line.startswith("prior: 24 onset windows of up to 16 frames")
     assert line.endswith(", 45 of 8") if anywhere else line.endswith(" frames")
     assert model.prior.starts and len(model.meta["training"]["history"]["prior"]) == 1

@@ -6,12 +6,13 @@ Gaussian). Sampling runs the LSTM recurrence in NumPy from the trained weights, 
 needs no TensorFlow graph per step.
 
 With ``starts`` (the default for new priors) it is trained on two kinds of window: each sound
-from its onset, after a start frame (every dimension at ``START``, where no normalised latent
-lies, so it cannot be taken for one) from which the first latent is predicted, as long as a whole note; and shorter windows cut anywhere in a sound, without it
-(padding of short windows is masked out of the loss). An unprimed walk starts from the start
-frame, so it begins as sounds begin, and a prime is read after it; the windows cut anywhere teach
-it to go on from any history, as a texture loop grown past a sound's length must. Priors saved
-without ``starts`` were trained on windows cut anywhere only and are sampled as they were.
+from its onset, as long as a whole note, after a start frame from which the first latent is
+predicted (every dimension at ``START``, where no normalised latent lies, so it cannot be taken
+for one); and shorter windows cut anywhere in a sound, without it. Padding of short windows is
+masked out of the loss. An unprimed walk starts from the start frame, so it begins as sounds
+begin, and a prime is read after it; the windows cut anywhere teach it to go on from any history,
+as a texture loop grown past a sound's length must. Priors saved without ``starts`` were trained
+on windows cut anywhere only and are sampled as they were.
 
 A prior trained only on true histories (teacher forcing) has never seen its own samples as
 input, and its free-running walks drift away from the data. With ``sampled_inputs`` > 0 it is
