@@ -299,6 +299,12 @@ def test_prior_windows_start_each_sound_and_mask_padding():
         np.testing.assert_array_equal(w["z"][row, :, 0], np.arange(first, first + 16))
     assert w["mask"][1:].all() and w["pitch"][3, 1] == 1.0  # the unpitched label
     assert windows([short], [60], 16, starts=False)["z"][0, 0, 0] == 1.0
+    # a sound's first frames can weigh more: only those after the start frame, padding still 0
+    weighted = windows([short, long], [60, 128], 16, starts=True, onset_weight=3.0, onset_frames=2.0)
+    onset = 1 + 3 * np.exp(-np.arange(15) / 2)
+    np.testing.assert_allclose(weighted["mask"][0], (np.arange(1, 16) < 11) * onset, rtol=1e-6)
+    np.testing.assert_allclose(weighted["mask"][1], onset, rtol=1e-6)
+    np.testing.assert_array_equal(weighted["mask"][2:], w["mask"][2:])
 
 
 def test_prior_loss_ignores_masked_padding(keras):

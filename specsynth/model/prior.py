@@ -43,12 +43,16 @@ def prior_pitch_features(pitch):
     return np.stack([np.where(unpitched > 0, 0.0, p / 127.0), unpitched], axis=-1).astype(np.float32)
 
 
-def windows(sequences, pitches, length, *, starts):
+def windows(sequences, pitches, length, *, starts, onset_weight=0.0, onset_frames=8.0):
     """Training windows ``{"z": [n, length, z], "pitch": [n, 2], "mask": [n, length - 1]}`` over
     normalised latent sequences ``[t, z]``: cut with half-overlap (the last one ending with the
-    sequence), a short one padded by repeating its last frame, ``mask`` 0 on padded targets. With
-    ``starts``, each sequence is preceded by the start frame (``START``)."""
+    sequence), a short one padded by repeating its last frame. ``mask`` weighs each target in the
+    loss: 0 on padding, 1 elsewhere. With ``starts``, each sequence is preceded by the start frame
+    (``START``), and the ``t``-th frame after it weighs ``1 + onset_weight * exp(-t / onset_frames)``:
+    a sound's first frames are a small share of all targets, and without more weight a walk's
+    start is fitted worst, though everything after it follows from it."""
     z, mask, labels = [], [], []
+    onset = 1.0 + onset_weight * np.exp(-np.arange(length - 1) / onset_frames)
     for seq, pitch in zip(sequences, pitches):
         seq = np.asarray(seq, np.float32)
         if starts:
@@ -58,7 +62,8 @@ def windows(sequences, pitches, length, *, starts):
             begins.append(len(seq) - length)
         for b in begins:
             window = seq[b : b + length]
-            mask.append(np.arange(1, length) < len(window))
+            weight = (np.arange(1, length) < len(window)).astype(np.float32)
+            mask.append(weight * onset if starts and b == 0 else weight)
             z.append(np.concatenate([window, np.repeat(window[-1:], length - len(window), axis=0)]))
             labels.append(pitch)
     return {"z": np.stack(z), "pitch": prior_pitch_features(labels), "mask": np.stack(mask).astype(np.float32)}

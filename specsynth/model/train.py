@@ -39,6 +39,7 @@ class TrainSettings:
     prior_epochs: int = 12
     prior_segment_frames: int = 256  # windows from each sound's onset (after the start frame)
     prior_anywhere_frames: int = 128  # and windows cut anywhere in it (0: onset windows only)
+    prior_onset_weight: float = 15.0  # extra loss weight on a sound's first frames (see prior.windows)
     prior_sampled_inputs: float = 0.75
     val_fraction: float = 0.1
     seed: int = 0
@@ -48,8 +49,8 @@ class TrainSettings:
     def check(self):
         if self.z_dim < 1 or self.epochs < 1 or self.prior_epochs < 0 or self.batch_size < 1:
             raise ConfigError("z_dim, epochs and batch_size must be >= 1 and prior_epochs >= 0")
-        if self.prior_segment_frames < 1 or self.prior_anywhere_frames < 0:
-            raise ConfigError("prior_segment_frames must be >= 1 and prior_anywhere_frames >= 0")
+        if self.prior_segment_frames < 1 or self.prior_anywhere_frames < 0 or self.prior_onset_weight < 0:
+            raise ConfigError("prior_segment_frames must be >= 1, prior_anywhere_frames and prior_onset_weight >= 0")
         if not 0 <= self.prior_sampled_inputs <= 1:
             raise ConfigError(f"prior_sampled_inputs must be in [0, 1], got {self.prior_sampled_inputs}")
         if not 0 <= self.val_fraction < 0.5:
@@ -219,7 +220,8 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
         # learns to go on from any history, as a texture loop grown past a sound's length must.
         seqs = [(latents[i] - latent_mean) / latent_std for i in indices]
         pitches = [data.items[i]["pitch"] for i in indices]
-        parts = [windows(seqs, pitches, settings.prior_segment_frames + 1, starts=True)]
+        parts = [windows(seqs, pitches, settings.prior_segment_frames + 1, starts=True,
+                         onset_weight=settings.prior_onset_weight)]
         if settings.prior_anywhere_frames:
             parts.append(windows(seqs, pitches, settings.prior_anywhere_frames + 1, starts=False))
         return parts
