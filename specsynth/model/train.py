@@ -227,7 +227,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
         return parts
 
     p_train = prior_inputs(train_idx)
-    p_val = prior_inputs(val_idx) if val_idx else None
+    p_val = tf_dataset(prior_inputs(val_idx), batch_size=settings.batch_size, shuffle=False) if val_idx else None
     prior_path = work / "prior.keras"
     with strategy.scope():
         if state["prior_epochs_done"] > 0:
@@ -245,7 +245,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
             + (f", {len(p_train[1]['z'])} of {settings.prior_anywhere_frames}" if len(p_train) > 1 else ""))
         cb = _checkpoint(keras, prior, prior_path, state, state_path, "prior", elapsed)
         prior.fit(tf_dataset(p_train, batch_size=settings.batch_size, seed=settings.seed),
-                  validation_data=tf_dataset(p_val, batch_size=settings.batch_size, shuffle=False) if p_val else None,
+                  validation_data=p_val,
                   epochs=settings.prior_epochs, shuffle=False, initial_epoch=state["prior_epochs_done"],
                   callbacks=[cb, _Eta(keras, log)], verbose=verbose)
     elif state["prior_epochs_done"] == 0:  # prior_epochs == 0: build it untrained so the bundle is whole
@@ -258,8 +258,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
         metrics["val_vae"] = {k: float(x) for k, x in vae.evaluate(v, batch_size=settings.batch_size, verbose=0,
                                                                     return_dict=True).items()}
         if p_val is not None and settings.prior_epochs:
-            p_val_ds = tf_dataset(p_val, batch_size=settings.batch_size, shuffle=False)
-            metrics["val_prior_nll"] = float(prior.evaluate(p_val_ds, verbose=0))
+            metrics["val_prior_nll"] = float(prior.evaluate(p_val, verbose=0))
     elapsed_s = elapsed()
     hyper = {k: v for k, v in asdict(settings).items() if k not in ("strategy", "extra")}
     training = {
