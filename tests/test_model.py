@@ -279,8 +279,40 @@ def test_prior_trained_with_sampled_inputs_sees_its_own_samples(keras):
     # the rate travels with the saved model; a prior saved before it existed reads as 0
     again = LatentPrior.from_config(prior.get_config())
     assert again.sampled_inputs == 1.0 and again.seed_generator is not None
-    old = {k: v for k, v in LatentPrior(3, units=8).get_config().items() if k not in ("sampled_inputs", "seed")}
-    assert LatentPrior.from_config(old).seed_generator is None
+    old = {k: v for k, v in LatentPrior(3, units=8).get_config().items()
+           if k not in ("sampled_inputs", "sampled_passes", "seed")}
+    old = LatentPrior.from_config(old)
+    assert old.seed_generator is None and old.sampled_passes == 1
+
+
+def test_prior_sampled_passes_each_read_the_history_of_the_pass_before(keras, monkeypatch):
+    """With several passes of scheduled sampling, each pass reads a history resampled from the
+    predictions of the pass before (the first pass reads the true one), and the loss sees the last."""
+    from specsynth.model.prior import LatentPrior
+
+    rng = np.random.default_rng(0)
+    x = {"z": rng.standard_normal((2, 12, 3)).astype(np.float32), "pitch": np.full((2, 2), 0.5, np.float32)}
+    prior = LatentPrior(3, units=8, mixtures=2, sampled_inputs=1.0, sampled_passes=3, seed=1)
+    histories, predictions, real = [], [], prior._predict
+
+    def spy(history, pitch, training):
+        out = real(history, pitch, training)
+        histories.append(np.asarray(history))
+        predictions.append(np.asarray(out["means"]))
+        return out
+
+    monkeypatch.setattr(prior, "_predict", spy)
+    final = np.asarray(prior(x, training=True)["means"])
+    assert len(histories) == 4  # the true history, then three resampled ones
+    np.testing.assert_array_equal(histories[0], x["z"][:, :-1])
+    np.testing.assert_array_equal(final, predictions[-1])
+    for before, after in zip(histories, histories[1:]):
+        np.testing.assert_array_equal(after[:, 0], x["z"][:, 0])  # the first frame stays the true one
+        assert np.all(np.abs(after[:, 1:] - before[:, 1:]).max(axis=-1) > 1e-4)
+    del histories[:]
+    prior(x, training=False)
+    assert len(histories) == 1  # inference reads the true history once
+    assert LatentPrior.from_config(prior.get_config()).sampled_passes == 3
 
 
 def test_prior_windows_start_each_sound_and_mask_padding():
@@ -687,7 +719,8 @@ def test_overwrite_replaces_the_bundle_but_keeps_the_users_files(seed_runs):
 
 
 @pytest.mark.parametrize("change, word", [({"epochs": 0}, "epochs"), ({"val_fraction": 0.6}, "val_fraction"),
-                                          ({"strategy": "tpu"}, "strategy"), ({"z_dim": 0}, "z_dim")])
+                                          ({"strategy": "tpu"}, "strategy"), ({"z_dim": 0}, "z_dim"),
+                                          ({"prior_sampled_passes": 0}, "prior_sampled_passes")])
 def test_bad_settings_are_refused_before_anything_is_written(tone_dataset, tmp_path, change, word):
     from specsynth.model.train import train
 

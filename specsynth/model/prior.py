@@ -18,7 +18,10 @@ A prior trained only on true histories (teacher forcing) has never seen its own 
 input, and its free-running walks drift away from the data. With ``sampled_inputs`` > 0 it is
 trained with parallel scheduled sampling (Duckworth et al., 2019): a first pass on the true
 history draws a one-step sample at every frame, that fraction of the input frames is replaced by
-those samples, and the loss is taken on a second pass over the mixed history.
+those samples, and the loss is taken on a second pass over the mixed history. With
+``sampled_passes`` > 1 this is repeated: each pass draws from the predictions of the pass before,
+which read a history already partly sampled, so the history the loss sees holds samples drawn
+after samples, as in a free-running walk, and the prior learns to recover from its own drift.
 """
 from __future__ import annotations
 
@@ -86,10 +89,12 @@ class LatentPrior(keras.Model):
     and optionally ``"mask": [B, T - 1]`` (1 where ``z[:, 1:]`` is a real frame, 0 for padding);
     the loss is the negative log-likelihood (nats per frame) of ``z[:, 1:]`` given ``z[:, :-1]``."""
 
-    def __init__(self, z_dim, units=256, mixtures=1, sampled_inputs=0.0, seed=0, starts=False, net=None, **kwargs):
+    def __init__(self, z_dim, units=256, mixtures=1, sampled_inputs=0.0, sampled_passes=1, seed=0, starts=False,
+                 net=None, **kwargs):
         super().__init__(**kwargs)
         self.z_dim, self.units, self.mixtures = int(z_dim), int(units), int(mixtures)
-        self.sampled_inputs, self.seed, self.starts = float(sampled_inputs), int(seed), bool(starts)
+        self.sampled_inputs, self.sampled_passes = float(sampled_inputs), int(sampled_passes)
+        self.seed, self.starts = int(seed), bool(starts)
         self.net = net or build_prior_net(self.z_dim, units=self.units, mixtures=self.mixtures)
         # only a prior trained with sampled inputs has a seed state (older bundles have none)
         self.seed_generator = keras.random.SeedGenerator(seed) if self.sampled_inputs > 0 else None
@@ -103,12 +108,15 @@ class LatentPrior(keras.Model):
         out = self._predict(z[:, :-1], inputs["pitch"], training)
         if not training or self.seed_generator is None:
             return out
-        # parallel scheduled sampling: some of the history replaced by the model's own one-step samples
-        drawn = ops.stop_gradient(self._draw(out))  # [B, T - 1, z]: a sample of z[:, 1:]
-        shape = ops.shape(drawn)
-        replace = keras.random.uniform((shape[0], shape[1], 1), seed=self.seed_generator) < self.sampled_inputs
-        history = ops.concatenate([z[:, :1], ops.where(replace, drawn, z[:, 1:])], axis=1)
-        return self._predict(history[:, :-1], inputs["pitch"], training)
+        # parallel scheduled sampling: some of the history replaced by the model's own samples, each
+        # pass drawing them from the predictions of the pass before
+        for _ in range(self.sampled_passes):
+            drawn = ops.stop_gradient(self._draw(out))  # [B, T - 1, z]: a sample of z[:, 1:]
+            shape = ops.shape(drawn)
+            replace = keras.random.uniform((shape[0], shape[1], 1), seed=self.seed_generator) < self.sampled_inputs
+            history = ops.concatenate([z[:, :1], ops.where(replace, drawn, z[:, 1:])], axis=1)
+            out = self._predict(history[:, :-1], inputs["pitch"], training)
+        return out
 
     def _components(self, out):
         """The predicted mixture components: means and clipped log-variances, each ``[B, T, k, z]``."""
@@ -138,7 +146,8 @@ class LatentPrior(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "z_dim": self.z_dim, "units": self.units, "mixtures": self.mixtures,
-                "sampled_inputs": self.sampled_inputs, "seed": self.seed, "starts": self.starts,
+                "sampled_inputs": self.sampled_inputs, "sampled_passes": self.sampled_passes, "seed": self.seed,
+                "starts": self.starts,
                 "net": keras.saving.serialize_keras_object(self.net)}
 
     @classmethod

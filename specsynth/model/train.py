@@ -41,6 +41,7 @@ class TrainSettings:
     prior_anywhere_frames: int = 128  # and windows cut anywhere in it (0: onset windows only)
     prior_onset_weight: float = 15.0  # extra loss weight on a sound's first frames (see prior.windows)
     prior_sampled_inputs: float = 0.75
+    prior_sampled_passes: int = 4  # passes of scheduled sampling (see prior.LatentPrior)
     val_fraction: float = 0.1
     seed: int = 0
     strategy: str | None = None
@@ -51,6 +52,8 @@ class TrainSettings:
             raise ConfigError("z_dim, epochs and batch_size must be >= 1 and prior_epochs >= 0")
         if self.prior_segment_frames < 1 or self.prior_anywhere_frames < 0 or self.prior_onset_weight < 0:
             raise ConfigError("prior_segment_frames must be >= 1, prior_anywhere_frames and prior_onset_weight >= 0")
+        if self.prior_sampled_passes < 1:
+            raise ConfigError(f"prior_sampled_passes must be >= 1, got {self.prior_sampled_passes}")
         if not 0 <= self.prior_sampled_inputs <= 1:
             raise ConfigError(f"prior_sampled_inputs must be in [0, 1], got {self.prior_sampled_inputs}")
         if not 0 <= self.val_fraction < 0.5:
@@ -234,7 +237,8 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
             prior = keras.saving.load_model(prior_path, safe_mode=True)
         else:
             prior = LatentPrior(settings.z_dim, units=settings.prior_units, mixtures=settings.prior_mixtures,
-                                sampled_inputs=settings.prior_sampled_inputs, seed=settings.seed, starts=True)
+                                sampled_inputs=settings.prior_sampled_inputs,
+                                sampled_passes=settings.prior_sampled_passes, seed=settings.seed, starts=True)
             # The learning rate falls to 5% over the run (cosine): walks depend on where the last
             # steps leave the weights, and a constant rate leaves them anywhere in Adam's noise.
             steps = settings.prior_epochs * sum(-(-len(part["z"]) // settings.batch_size) for part in p_train)
