@@ -3,14 +3,14 @@
 The public API. Importing this module does not import TensorFlow; :func:`load` does, when a
 model is actually loaded.
 """
-from .errors import AudioError, BundleError, ConfigError, ManifestError, OutputError, SpecsynthError
+from .errors import AudioError, BundleError, ConfigError, ManifestError, OutputError, SpecsynthError, TrainingError
 from .spectral import SpectralConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AudioError", "BundleError", "ConfigError", "ManifestError", "OutputError", "SpecsynthError",
-    "SpectralConfig", "load", "__version__",
+    "TrainingError", "SpectralConfig", "load", "__version__",
 ]
 
 

@@ -70,6 +70,7 @@ def build_parser():
     p.add_argument("--z", type=int, default=None, help="latent size (default 16)")
     p.add_argument("--beta", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--learning-rate", type=float, default=None, help="Adam's learning rate (default 0.001)")
     p.add_argument("--width", type=int, default=None, help="convolution channels (default 256)")
     p.add_argument("--prior-units", type=int, default=None, help="LSTM units of the prior (default 256)")
     p.add_argument("--prior-sampled-inputs", type=float, default=None,
@@ -242,7 +243,8 @@ def cmd_train(args):
 
     settings = TrainSettings(seed=args.seed, strategy=args.strategy)
     for arg, key in (("epochs", "epochs"), ("prior_epochs", "prior_epochs"), ("z", "z_dim"), ("beta", "beta"),
-                     ("batch_size", "batch_size"), ("width", "width"), ("prior_units", "prior_units"),
+                     ("batch_size", "batch_size"), ("learning_rate", "learning_rate"), ("width", "width"),
+                     ("prior_units", "prior_units"),
                      ("prior_sampled_inputs", "prior_sampled_inputs")):
         if getattr(args, arg) is not None:
             setattr(settings, key, getattr(args, arg))

@@ -29,3 +29,7 @@ class ManifestError(SpecsynthError):
 
 class OutputError(SpecsynthError):
     """An output that cannot be written, or would overwrite something without --overwrite."""
+
+
+class TrainingError(SpecsynthError):
+    """A training run that cannot go on (its loss kept going non-finite)."""

@@ -103,6 +103,19 @@ def harmonic_view(config, x, midi):
     return frame[: 2 * layer.harmonics], frame[2 * layer.harmonics :]
 
 
+def test_partials_output_with_nan_input_gives_nan_frames_instead_of_an_indexing_crash(keras):
+    # NaN weights (a diverged training step) put partials at NaN positions; cast to int, a NaN
+    # became -2**31 and indexing the amplitude table crashed the training run, before the
+    # non-finite loss could be seen and the epoch trained again
+    from specsynth.model.vae import PartialsOutput
+    from specsynth.pitch import pitch_features
+
+    config = spectral.SpectralConfig()
+    layer = PartialsOutput(config.to_dict(), db_offset=0.0, db_scale=1.0)
+    frame = np.asarray(layer([np.full((1, 3, 8), np.nan, np.float32), pitch_features(60)[None, None]]))
+    assert frame.shape == (1, 3, config.n_bins) and not np.isfinite(frame).any()
+
+
 @pytest.mark.parametrize("midi", [43, 61, 79])
 def test_harmonic_input_reads_each_partial_at_any_pitch(keras, midi):
     config = spectral.SpectralConfig()
@@ -720,13 +733,101 @@ def test_overwrite_replaces_the_bundle_but_keeps_the_users_files(seed_runs):
 
 @pytest.mark.parametrize("change, word", [({"epochs": 0}, "epochs"), ({"val_fraction": 0.6}, "val_fraction"),
                                           ({"strategy": "tpu"}, "strategy"), ({"z_dim": 0}, "z_dim"),
-                                          ({"prior_sampled_passes": 0}, "prior_sampled_passes")])
+                                          ({"prior_sampled_passes": 0}, "prior_sampled_passes"),
+                                          ({"learning_rate": 0.0}, "learning_rate")])
 def test_bad_settings_are_refused_before_anything_is_written(tone_dataset, tmp_path, change, word):
     from specsynth.model.train import train
 
     with pytest.raises(ConfigError, match=word):
         train(tone_dataset, tmp_path / "model", settings=tiny_settings(**change), verbose=0, log=lambda *a: None)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_whose_loss_keeps_going_non_finite_stops_with_a_clear_error(tone_dataset, tmp_path):
+    from specsynth import TrainingError
+    from specsynth.model.train import RESTARTS, train
+
+    logs = []
+    # Adam at this rate moves every weight by ~1e30 in the first step: the next batch overflows
+    with pytest.raises(TrainingError) as error:
+        train(tone_dataset, tmp_path / "model", settings=tiny_settings(learning_rate=1e30), verbose=0, log=logs.append)
+    assert str(error.value) == (f"{tmp_path / 'model'}: the vae's loss went non-finite 3 times in epoch 1 "
+                                "(a lower --learning-rate may help)")
+    assert sum("going back to epoch 0" in line for line in logs) == RESTARTS == 2
+    assert list(tmp_path.iterdir()) == []  # no epoch was saved: nothing to resume from is left behind
+
+
+def test_a_diverging_prior_keeps_the_trained_vae_for_resume(tone_dataset, tmp_path, monkeypatch):
+    from specsynth import TrainingError
+    from specsynth.model import train as train_module
+
+    real = train_module._fit_guarded
+
+    def prior_diverges(keras, model, *, stage, **kwargs):
+        if stage == "prior":
+            raise TrainingError("the prior's loss went non-finite 3 times in epoch 1 (a lower --learning-rate may help)")
+        return real(keras, model, stage=stage, **kwargs)
+
+    monkeypatch.setattr(train_module, "_fit_guarded", prior_diverges)
+    out, work = tmp_path / "model", tmp_path / "model.partial"
+    with pytest.raises(TrainingError) as error:
+        train_module.train(tone_dataset, out, settings=tiny_settings(prior_epochs=1), verbose=0, log=lambda *a: None)
+    assert str(error.value) == (f"{out}: the prior's loss went non-finite 3 times in epoch 1 (a lower "
+                                f"--learning-rate may help); {work} keeps the last complete epoch for --resume")
+    assert not out.exists() and json.loads((work / "state.json").read_text())["vae_epochs_done"] == 1
+    monkeypatch.setattr(train_module, "_fit_guarded", real)
+    model = train_module.train(tone_dataset, out, resume=True, verbose=0, log=lambda *a: None)
+    assert len(model.meta["training"]["history"]["prior"]) == 1 and not work.exists()
+
+
+def test_an_epoch_whose_loss_goes_non_finite_is_trained_again_from_the_last_saved_one(keras, tmp_path):
+    import tensorflow as tf
+
+    from specsynth.model.train import _fit_guarded
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = x @ rng.normal(size=(4, 1)).astype(np.float32)
+    path, state_path = tmp_path / "m.keras", tmp_path / "state.json"
+    state, logs, attempts = {"m_epochs_done": 0}, [], []
+
+    def build():
+        m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        m.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+        return m
+
+    def restore():
+        return keras.saving.load_model(path, safe_mode=True) if state["m_epochs_done"] else build()
+
+    def train_data(attempt):
+        attempts.append(attempt)
+        epochs = []
+
+        def batches():  # the first attempt's third epoch meets a NaN, as a loss spike would give
+            epochs.append(len(epochs))
+            for i in range(0, 64, 16):
+                xb = x[i:i + 16].copy()
+                if attempt == 0 and len(epochs) == 3 and i == 32:
+                    xb[0] = np.nan
+                yield xb, y[i:i + 16]
+
+        return tf.data.Dataset.from_generator(batches, output_signature=(
+            tf.TensorSpec((None, 4), tf.float32), tf.TensorSpec((None, 1), tf.float32)))
+
+    first = build()
+    model = _fit_guarded(keras, first, restore=restore, path=path, stage="m", state=state, state_path=state_path,
+                         train_data=train_data, validation=None, epochs=5, elapsed=lambda: 0.0, log=logs.append,
+                         verbose=0)
+    assert attempts == [0, 1] and model is not first
+    assert [line for line in logs if "non-finite" in line] == [
+        "m: the loss went non-finite in epoch 3; going back to epoch 2 and trying again with another shuffle order"]
+    assert state["m_epochs_done"] == 5 and json.loads(state_path.read_text())["m_epochs_done"] == 5
+    losses = [epoch["loss"] for epoch in state["history"]["m"]]
+    assert len(losses) == 5 and np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    saved = keras.saving.load_model(path, safe_mode=True).get_weights()
+    for a, b in zip(saved, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_resume_with_nothing_to_resume(tone_dataset, tmp_path):

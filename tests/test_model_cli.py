@@ -166,6 +166,15 @@ def test_train_with_a_sampled_input_share_outside_0_to_1(tmp_path):
     assert_user_error(result, ["prior_sampled_inputs", "[0, 1]", "1.5"], tmp_path, before)
 
 
+def test_train_whose_loss_keeps_going_non_finite(tmp_path):
+    data = tone_dataset(tmp_path / "data")
+    before = folder_snapshot(tmp_path)
+    result = run_cli("train", data, "--out", tmp_path / "bundle", "--epochs", "1", "--prior-epochs", "1", "--z", "4",
+                     "--width", "8", "--prior-units", "8", "--batch-size", "1", "--learning-rate", "1e30")
+    assert_user_error(result, [tmp_path / "bundle", "loss went non-finite 3 times in epoch 1", "--learning-rate"],
+                      tmp_path, before)
+
+
 def test_train_from_something_that_is_not_a_dataset(tmp_path):
     folder = tmp_path / "wavs"
     write_wav(folder / "a.wav", harmonic_tone(220.0, 0.5))

@@ -3,7 +3,9 @@
 Work in progress lives in ``OUT.partial/`` beside the bundle: ``state.json`` (stage, epochs done,
 split, normalisation) and ``vae.keras`` / ``prior.keras`` (model + optimizer state), each replaced
 atomically at the end of every epoch. ``resume=True`` continues from there; a killed run never
-touches ``OUT`` itself, which is written only when training has finished.
+touches ``OUT`` itself, which is written only when training has finished. An epoch whose loss goes
+non-finite is never saved: training goes back to the last saved epoch and tries again with
+another shuffle order (:func:`_fit_guarded`).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, OutputError
+from ..errors import ConfigError, OutputError, TrainingError
 from ..pitch import pitch_features
 
 
@@ -52,6 +54,8 @@ class TrainSettings:
             raise ConfigError("z_dim, epochs and batch_size must be >= 1 and prior_epochs >= 0")
         if self.prior_segment_frames < 1 or self.prior_anywhere_frames < 0 or self.prior_onset_weight < 0:
             raise ConfigError("prior_segment_frames must be >= 1, prior_anywhere_frames and prior_onset_weight >= 0")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.prior_sampled_passes < 1:
             raise ConfigError(f"prior_sampled_passes must be >= 1, got {self.prior_sampled_passes}")
         if not 0 <= self.prior_sampled_inputs <= 1:
@@ -85,10 +89,24 @@ def split_items(items, val_fraction, seed):
 def _checkpoint(keras, model, model_path, state, state_path, stage, elapsed):
     """A Keras callback: after each epoch save the model, then the state, both atomically.
 
-    The state is written second, so it never claims an epoch whose model is not on disk."""
+    The state is written second, so it never claims an epoch whose model is not on disk. A batch
+    whose loss is not finite stops training, and that epoch is not saved (``diverged`` holds it)."""
 
     class Checkpoint(keras.callbacks.Callback):
+        diverged = None
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not np.isfinite(float(loss)):
+                self.diverged = self.epoch
+                self.model.stop_training = True
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
         def on_epoch_end(self, epoch, logs=None):
+            if self.diverged is not None:
+                return
             _atomic_save(model, model_path)
             state[f"{stage}_epochs_done"] = epoch + 1
             state["elapsed_s"] = elapsed()
@@ -97,6 +115,33 @@ def _checkpoint(keras, model, model_path, state, state_path, stage, elapsed):
             _atomic_json(state_path, state)
 
     return Checkpoint()
+
+
+RESTARTS = 2  # times a stage goes back to its last saved epoch after its loss went non-finite
+
+
+def _fit_guarded(keras, model, *, restore, path, stage, state, state_path, train_data, validation, epochs,
+                 elapsed, log, verbose):
+    """Fit ``model`` up to ``epochs``, saving every epoch (see :func:`_checkpoint`); returns the model.
+
+    ``train_data(attempt)`` gives the training dataset. When a batch's loss goes non-finite (a
+    loss spike that Adam turned into NaN weights), the epoch is dropped and training goes back to
+    the last saved epoch (``restore()`` gives the model as saved there) with ``train_data(attempt
+    + 1)``, another shuffle order; after :data:`RESTARTS` such restarts it is a :class:`TrainingError`."""
+    done = f"{stage}_epochs_done"
+    for attempt in range(RESTARTS + 1):
+        cb = _checkpoint(keras, model, path, state, state_path, stage, elapsed)
+        model.fit(train_data(attempt), validation_data=validation, epochs=epochs, shuffle=False,
+                  initial_epoch=state[done], callbacks=[cb, _Eta(keras, log)], verbose=verbose)
+        if cb.diverged is None:
+            return model
+        if attempt == RESTARTS:
+            break
+        log(f"{stage}: the loss went non-finite in epoch {cb.diverged + 1}; going back to epoch "
+            f"{state[done]} and trying again with another shuffle order")
+        model = restore()
+    raise TrainingError(f"the {stage}'s loss went non-finite {RESTARTS + 1} times in epoch {state[done] + 1} "
+                        "(a lower --learning-rate may help)")
 
 
 def _strategy(name):
@@ -181,27 +226,46 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
         return {"frames": segs, "pitch": pitch_features(labels)}
 
     train_idx, val_idx = state["train_items"], state["val_items"]
+
+    def restore(stage, path, build):
+        """The stage's model as of its last saved epoch, or built anew before the first."""
+        if state[f"{stage}_epochs_done"] == 0:
+            return build()
+        with strategy.scope():
+            return keras.saving.load_model(path, safe_mode=True)
+
+    def fit(model, stage, path, build, train_data, validation, epochs):
+        try:
+            return _fit_guarded(keras, model, restore=lambda: restore(stage, path, build), path=path, stage=stage,
+                                state=state, state_path=state_path, train_data=train_data, validation=validation,
+                                epochs=epochs, elapsed=elapsed, log=log, verbose=verbose)
+        except TrainingError as error:
+            if state["vae_epochs_done"]:
+                raise TrainingError(f"{error}; {work} keeps the last complete epoch for --resume", path=out) from None
+            shutil.rmtree(work, ignore_errors=True)  # nothing was saved that a resumed run could start from
+            raise TrainingError(str(error), path=out) from None
+
     # ---- stage 1: VAE ----------------------------------------------------------------------
     vae_path = work / "vae.keras"
-    with strategy.scope():
-        if state["vae_epochs_done"] > 0:
-            vae = keras.saving.load_model(vae_path, safe_mode=True)
-        else:
+
+    def build_vae():
+        with strategy.scope():
             # the output layer works in dB: it is given the frames' (global) normalisation
             vae = VAE(config.to_dict(), z_dim=settings.z_dim, width=settings.width, kernel=settings.kernel,
                       beta=settings.beta, warmup_steps=settings.warmup_steps, seed=settings.seed,
                       db_offset=float(frame_mean[0]), db_scale=float(frame_std[0]))
             vae.compile(optimizer=keras.optimizers.Adam(settings.learning_rate))
+        return vae
+
+    vae = restore("vae", vae_path, build_vae)
     if state["vae_epochs_done"] < settings.epochs:
         train_in = vae_inputs(train_idx)
         val_in = vae_inputs(val_idx) if val_idx else None
         log(f"VAE: {len(train_idx)} training items ({len(train_in['frames'])} segments of "
             f"{settings.segment_frames} frames), {len(val_idx)} held out")
-        cb = _checkpoint(keras, vae, vae_path, state, state_path, "vae", elapsed)
-        vae.fit(tf_dataset(train_in, batch_size=settings.batch_size, seed=settings.seed),
-                validation_data=tf_dataset(val_in, batch_size=settings.batch_size, shuffle=False) if val_in else None,
-                epochs=settings.epochs, shuffle=False, initial_epoch=state["vae_epochs_done"], callbacks=[cb, _Eta(keras, log)],
-                verbose=verbose)
+        vae = fit(vae, "vae", vae_path, build_vae,
+                  lambda attempt: tf_dataset(train_in, batch_size=settings.batch_size, seed=settings.seed + attempt),
+                  tf_dataset(val_in, batch_size=settings.batch_size, shuffle=False) if val_in else None, settings.epochs)
 
     # ---- stage 2: prior on encoder means ---------------------------------------------------
     def encode_item(i):
@@ -232,10 +296,9 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
     p_train = prior_inputs(train_idx)
     p_val = tf_dataset(prior_inputs(val_idx), batch_size=settings.batch_size, shuffle=False) if val_idx else None
     prior_path = work / "prior.keras"
-    with strategy.scope():
-        if state["prior_epochs_done"] > 0:
-            prior = keras.saving.load_model(prior_path, safe_mode=True)
-        else:
+
+    def build_prior():
+        with strategy.scope():
             prior = LatentPrior(settings.z_dim, units=settings.prior_units, mixtures=settings.prior_mixtures,
                                 sampled_inputs=settings.prior_sampled_inputs,
                                 sampled_passes=settings.prior_sampled_passes, seed=settings.seed, starts=True)
@@ -244,14 +307,15 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
             steps = settings.prior_epochs * sum(-(-len(part["z"]) // settings.batch_size) for part in p_train)
             rate = keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(steps, 1), alpha=0.05)
             prior.compile(optimizer=keras.optimizers.Adam(rate))
+        return prior
+
+    prior = restore("prior", prior_path, build_prior)
     if state["prior_epochs_done"] < settings.prior_epochs:
         log(f"prior: {len(p_train[0]['z'])} onset windows of up to {settings.prior_segment_frames} frames"
             + (f", {len(p_train[1]['z'])} of {settings.prior_anywhere_frames}" if len(p_train) > 1 else ""))
-        cb = _checkpoint(keras, prior, prior_path, state, state_path, "prior", elapsed)
-        prior.fit(tf_dataset(p_train, batch_size=settings.batch_size, seed=settings.seed),
-                  validation_data=p_val,
-                  epochs=settings.prior_epochs, shuffle=False, initial_epoch=state["prior_epochs_done"],
-                  callbacks=[cb, _Eta(keras, log)], verbose=verbose)
+        prior = fit(prior, "prior", prior_path, build_prior,
+                    lambda attempt: tf_dataset(p_train, batch_size=settings.batch_size, seed=settings.seed + attempt),
+                    p_val, settings.prior_epochs)
     elif state["prior_epochs_done"] == 0:  # prior_epochs == 0: build it untrained so the bundle is whole
         prior({"z": p_train[0]["z"][:1], "pitch": p_train[0]["pitch"][:1]})
 

@@ -138,6 +138,7 @@ class PartialsOutput(layers.Layer):
             centre = half * f0 * ops.sqrt(1.0 + stretch * ops.square(half))
             index = ops.cast(slot, "int32")
             index = ops.where(index > n_slots, n_slots + 1 + index % 2, index)  # beyond: partial / half-partial
+            index = ops.maximum(index, 0)  # a NaN position (diverged weights) must not index out of the table
             level = ops.minimum(envelope + ops.take_along_axis(table, index, axis=-1), 40.0)
             power = power + ops.power(10.0, level / 10.0) * _hann_power((self._freqs - centre) / self._bin_width)
         power = ops.expand_dims(1.0 - unpitched, -1) * power
