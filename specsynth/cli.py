@@ -244,8 +244,7 @@ def cmd_train(args):
     settings = TrainSettings(seed=args.seed, strategy=args.strategy)
     for arg, key in (("epochs", "epochs"), ("prior_epochs", "prior_epochs"), ("z", "z_dim"), ("beta", "beta"),
                      ("batch_size", "batch_size"), ("learning_rate", "learning_rate"), ("width", "width"),
-                     ("prior_units", "prior_units"),
-                     ("prior_sampled_inputs", "prior_sampled_inputs")):
+                     ("prior_units", "prior_units"), ("prior_sampled_inputs", "prior_sampled_inputs")):
         if getattr(args, arg) is not None:
             setattr(settings, key, getattr(args, arg))
     model = train(args.data, args.out, settings=settings, resume=args.resume, overwrite=args.overwrite)
