@@ -116,6 +116,30 @@ def test_partials_output_with_nan_input_gives_nan_frames_instead_of_an_indexing_
     assert frame.shape == (1, 3, config.n_bins) and not np.isfinite(frame).any()
 
 
+def test_vae_bounds_the_encoders_log_variance_so_a_runaway_one_gives_a_finite_loss(keras):
+    # A loss spike once drove the encoder's log-variances up until exp(logvar) put the KL at 9e5
+    # nats per frame; bounded above (softly), the same runaway encoder gives a finite, modest loss
+    from specsynth.model.vae import LOGVAR_MAX, VAE
+    from specsynth.pitch import pitch_features
+
+    config = spectral.SpectralConfig()
+    vae = VAE(config.to_dict(), z_dim=4, width=8, beta=1.0, warmup_steps=0)
+    x = {"frames": (spectral.analyze(tone(60), config)[None, :32] + 60.0) / 20.0, "pitch": pitch_features(60)[None]}
+    vae(x)
+    logvar_layer = vae.encoder.get_layer("z_logvar")
+    kernel, bias = logvar_layer.get_weights()
+    logvar_layer.set_weights([kernel, np.full_like(bias, 80.0)])  # exp(80 / 2) = 2e17 as a std
+    out = vae(x, training=True)
+    loss = float(vae.compute_loss(x=x, y_pred=out))
+    assert np.isfinite(loss)
+    assert float(np.max(out["logvar"])) <= LOGVAR_MAX
+    recon, kl = (float(v) for v in vae._tracked)
+    assert kl < 4 * np.exp(LOGVAR_MAX), kl  # at most each dimension's exp(LOGVAR_MAX) term, plus its mean
+    # well below the bound the log-variance is the encoder's own (a near-identity)
+    logvar_layer.set_weights([np.zeros_like(kernel), np.full_like(bias, -4.0)])
+    assert np.allclose(np.asarray(vae(x)["logvar"]), -4.0, atol=0.01)
+
+
 @pytest.mark.parametrize("midi", [43, 61, 79])
 def test_harmonic_input_reads_each_partial_at_any_pitch(keras, midi):
     config = spectral.SpectralConfig()
@@ -734,13 +758,30 @@ def test_overwrite_replaces_the_bundle_but_keeps_the_users_files(seed_runs):
 @pytest.mark.parametrize("change, word", [({"epochs": 0}, "epochs"), ({"val_fraction": 0.6}, "val_fraction"),
                                           ({"strategy": "tpu"}, "strategy"), ({"z_dim": 0}, "z_dim"),
                                           ({"prior_sampled_passes": 0}, "prior_sampled_passes"),
-                                          ({"learning_rate": 0.0}, "learning_rate")])
+                                          ({"learning_rate": 0.0}, "learning_rate"),
+                                          ({"clip_norm": 0.0}, "clip_norm")])
 def test_bad_settings_are_refused_before_anything_is_written(tone_dataset, tmp_path, change, word):
     from specsynth.model.train import train
 
     with pytest.raises(ConfigError, match=word):
         train(tone_dataset, tmp_path / "model", settings=tiny_settings(**change), verbose=0, log=lambda *a: None)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_vaes_optimizer_clips_gradients_at_the_settings_norm(tone_dataset, tmp_path, keras, monkeypatch):
+    from specsynth.model.train import train
+
+    made, real = [], keras.optimizers.Adam
+
+    def spy(*args, **kwargs):
+        made.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(keras.optimizers, "Adam", spy)
+    model = train(tone_dataset, tmp_path / "model", settings=tiny_settings(clip_norm=123.0), verbose=0,
+                  log=lambda *a: None)
+    assert made[0].get("global_clipnorm") == 123.0  # the VAE's (the prior's is built after it)
+    assert model.meta["model"]["clip_norm"] == 123.0
 
 
 def test_a_run_whose_loss_keeps_going_non_finite_stops_with_a_clear_error(tone_dataset, tmp_path):

@@ -36,6 +36,7 @@ class TrainSettings:
     batch_size: int = 32
     segment_frames: int = 64
     learning_rate: float = 1e-3
+    clip_norm: float = 2000.0  # the VAE's gradients are scaled down to this global norm (see build_vae)
     prior_units: int = 256
     prior_mixtures: int = 4
     prior_epochs: int = 12
@@ -56,6 +57,8 @@ class TrainSettings:
             raise ConfigError("prior_segment_frames must be >= 1, prior_anywhere_frames and prior_onset_weight >= 0")
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not self.clip_norm > 0:
+            raise ConfigError(f"clip_norm must be > 0, got {self.clip_norm}")
         if self.prior_sampled_passes < 1:
             raise ConfigError(f"prior_sampled_passes must be >= 1, got {self.prior_sampled_passes}")
         if not 0 <= self.prior_sampled_inputs <= 1:
@@ -254,7 +257,10 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
             vae = VAE(config.to_dict(), z_dim=settings.z_dim, width=settings.width, kernel=settings.kernel,
                       beta=settings.beta, warmup_steps=settings.warmup_steps, seed=settings.seed,
                       db_offset=float(frame_mean[0]), db_scale=float(frame_std[0]))
-            vae.compile(optimizer=keras.optimizers.Adam(settings.learning_rate))
+            # Gradients of the pretrained recipe have a global norm of about 400-600 (p90 about 1000,
+            # the largest of 600 early steps 1800); only a spike beyond that is scaled down, before
+            # Adam turns it into a jump of the weights the run may not come back from.
+            vae.compile(optimizer=keras.optimizers.Adam(settings.learning_rate, global_clipnorm=settings.clip_norm))
         return vae
 
     vae = restore("vae", vae_path, build_vae)

@@ -18,6 +18,10 @@ from keras import layers, ops
 from ..pitch import PITCH_FEATURES
 
 PACKAGE = "specsynth"
+# The encoder's log-variances are bounded above softly, near the identity below it: a posterior
+# wider than the N(0, 1) prior is never of use, and an unbounded one let a loss spike blow exp(logvar)
+# up (a KL of 9e5 nats per frame, from which a training run did not recover).
+LOGVAR_MAX = 2.0
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -262,7 +266,8 @@ class VAE(keras.Model):
     ``spectral`` is the :class:`specsynth.spectral.SpectralConfig` as a dict and ``db_offset``,
     ``db_scale`` the frames' normalisation (the output layer works in dB). The loss per frame is
     ``0.5 * sum_f (x - x_hat)^2 + beta_t * KL(q(z|x) || N(0, I))`` with ``beta_t`` rising linearly
-    from 0 to ``beta`` over ``warmup_steps`` optimizer steps (KL warm-up).
+    from 0 to ``beta`` over ``warmup_steps`` optimizer steps (KL warm-up). The encoder's
+    log-variances are bounded above by :data:`LOGVAR_MAX` (softly) before the loss and the draw.
     """
 
     def __init__(self, spectral, z_dim=16, width=256, kernel=5, beta=1.0, warmup_steps=2000, seed=0,
@@ -285,6 +290,7 @@ class VAE(keras.Model):
 
     def call(self, inputs, training=False):
         mean, logvar = self.encoder([inputs["frames"], inputs["pitch"]], training=training)
+        logvar = LOGVAR_MAX - ops.softplus(LOGVAR_MAX - logvar)
         if training:
             eps = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
             z = mean + ops.exp(0.5 * logvar) * eps
