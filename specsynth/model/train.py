@@ -36,7 +36,7 @@ class TrainSettings:
     batch_size: int = 32
     segment_frames: int = 64
     learning_rate: float = 1e-3
-    clip_norm: float = 2000.0  # the VAE's gradients are scaled down to this global norm (see build_vae)
+    clip_norm: float = 2000.0  # the VAE's gradients are scaled down to this global norm, if above it
     prior_units: int = 256
     prior_mixtures: int = 4
     prior_epochs: int = 12

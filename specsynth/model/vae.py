@@ -19,8 +19,8 @@ from ..pitch import PITCH_FEATURES
 
 PACKAGE = "specsynth"
 # The encoder's log-variances are bounded above softly, near the identity below it: a posterior
-# wider than the N(0, 1) prior is never of use, and an unbounded one let a loss spike blow exp(logvar)
-# up (a KL of 9e5 nats per frame, from which a training run did not recover).
+# wider than the N(0, 1) prior is never of use, and unbounded, exp(logvar) can run away after a
+# loss spike (a run without the bound reached a KL of 9e5 nats per frame and did not recover).
 LOGVAR_MAX = 2.0
 
 
