@@ -117,8 +117,8 @@ def test_partials_output_with_nan_input_gives_nan_frames_instead_of_an_indexing_
 
 
 def test_vae_bounds_the_encoders_log_variance_so_a_runaway_one_gives_a_finite_loss(keras):
-    # A loss spike once drove the encoder's log-variances up until exp(logvar) put the KL at 9e5
-    # nats per frame; bounded above (softly), the same runaway encoder gives a finite, modest loss
+    # Unbounded, exp(logvar) can run away after a loss spike (a run without the bound reached a KL
+    # of 9e5 nats per frame); bounded above (softly), a runaway encoder gives a finite, modest loss
     from specsynth.model.vae import LOGVAR_MAX, VAE
     from specsynth.pitch import pitch_features
 
