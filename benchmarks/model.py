@@ -22,6 +22,8 @@ On the held-out soundfont notes of specsynth.model.recipe (programs and pitches 
   std) and variance (ratio), target within 20%. For scale: the training notes' own latents
   against the same reference (what a prior that reproduced its training data would score), and
   the prior against the 16 held-out notes (mostly programs never trained on);
+* for scale, the round trip gap of 16 notes the VAE was trained on (one of each of 16 training
+  programs, drawn with a fixed seed): what the model reaches on sounds it has fitted;
 * training time, from the bundle's config.json.
 """
 from __future__ import annotations
@@ -73,6 +75,26 @@ def compare(samples, encoded):
             "var_ratio": samples.var(0) / encoded.var(0)}
 
 
+def round_trip(model, x, pitch):
+    """Log-mel distances of ``x``'s round trip through the model and of the oracle (the true
+    magnitudes through the same phase method)."""
+    cfg, sr = model.config, model.sample_rate
+    oracle = phase.reconstruct(spectral.magnitude(x, cfg), config=cfg, length=len(x))
+    return metrics.log_mel_distance(x, model.reconstruct(x, pitch=pitch), sr), metrics.log_mel_distance(x, oracle, sr)
+
+
+def trained_notes(val_notes, count=16, seed=0):
+    """``count`` notes the VAE was trained on, each of its own training program."""
+    rng = np.random.default_rng(seed)
+    held_back = set(val_notes)
+    notes = []
+    for i in rng.choice(len(recipe.TRAIN_PROGRAMS), count, replace=False):
+        program = recipe.TRAIN_PROGRAMS[i]
+        pitches = [p for p in recipe.train_pitches(program) if (program, p) not in held_back]
+        notes.append((program, int(rng.choice(pitches))))
+    return notes
+
+
 def cold_import_seconds():
     code = "import time; t = time.time(); import specsynth.model._keras; print(time.time() - t)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -95,9 +117,7 @@ def run(model_path, repeats=5):
         x = audio.normalize_audio(render_note(program, pitch, sample_rate=sr))
         z = model.encode(x, pitch=pitch)
         latents.append(z[active_span(spectral.analyze(x, cfg))])  # the sounding part, as the prior is trained
-        y = model.reconstruct(x, pitch=pitch)
-        oracle = phase.reconstruct(spectral.magnitude(x, cfg), config=cfg, length=len(x))
-        lsd, lsd_oracle = metrics.log_mel_distance(x, y, sr), metrics.log_mel_distance(x, oracle, sr)
+        lsd, lsd_oracle = round_trip(model, x, pitch)
         c = {d: pyin_cents(model.synthesize(z, pitch=pitch + d, length=len(x)), pitch + d, sr) for d in (-5, 0, 5)}
         original = pyin_cents(x, pitch, sr)
         # the octave pyin hears the original in (an organ sample with a sub-octave stop reads -1200)
@@ -126,9 +146,15 @@ def run(model_path, repeats=5):
                                   for i, ((_, p), z) in enumerate(zip(notes, lat))])
         prior[name] = {"notes": len(notes), **compare(samples, np.concatenate(lat))}
     prior["data"] = compare(np.concatenate(train_latents), np.concatenate(ref_latents))
+    trained_gaps = []
+    for program, pitch in trained_notes(val_notes):
+        x = audio.normalize_audio(render_note(program, pitch, sample_rate=sr))
+        if np.any(x):  # a note that renders silent has no round trip
+            trained_gaps.append(np.subtract(*round_trip(model, x, pitch)))
     mean_diff, var_ratio = prior["reference"]["mean_diff"], prior["reference"]["var_ratio"]
     return {
-        "rows": rows, "gap": statistics.median(gaps), "lsd": statistics.median(r[1] for r in rows),
+        "rows": rows, "gap": statistics.median(gaps), "trained_gap": statistics.median(trained_gaps),
+        "trained_count": len(trained_gaps), "lsd": statistics.median(r[1] for r in rows),
         "lsd_oracle": statistics.median(r[2] for r in rows), "cents_max": max(cents) if cents else float("nan"),
         "cents_median": statistics.median(cents) if cents else float("nan"),
         "cents_within_20": sum(c <= 20 for c in cents) / max(len(cents), 1),
@@ -174,6 +200,10 @@ def render(r, model_path):
         "(the validation notes and every training program at every held-out pitch; one unprimed walk per note at its "
         f"pitch, as long as its sounding part, temperature 1): per-dimension mean within {r['prior_mean_diff_max']:.2f} "
         f"encoded std; variance ratio {r['prior_var_ratio_min']:.2f}..{r['prior_var_ratio_max']:.2f} (target within 20%)",
+        "",
+        f"Round trip, for scale: {r['trained_count']} notes the VAE was trained on (one each of as many training "
+        f"programs) have a median gap of {r['trained_gap']:+.2f} dB: what the model reaches on sounds it was "
+        f"trained on, against {r['gap']:+.2f} dB on the held-out notes above.",
         "",
         "Prior, for scale: the training notes' own latents against the same reference differ by "
         f"{r['prior']['data']['mean_diff'].max():.2f} std in mean and "
