@@ -401,64 +401,18 @@ def test_numpy_prior_reads_a_prime_after_the_start_frame(keras, starts):
     prime = rng.standard_normal((5, 3)).astype(np.float32)
     pf = prior_pitch_features(60)
     history = np.concatenate([np.full((1, 3), START, np.float32), prime]) if starts else prime
-    out = prior._predict(history[None], (pf[None],), False)
+    out = prior._predict(history[None], pf[None], False)
     j = int(np.argmax(np.asarray(out["logits"])[0, -1]))
     expected = np.asarray(out["means"])[0, -1].reshape(2, 3)[j]
     got = NumpyPrior(prior).sample(1, pitch_features=pf, temperature=0, prime=prime)[0]
     np.testing.assert_allclose(got, np.clip(expected, -3.5, 3.5), atol=1e-5)
     # an unprimed walk begins from the start frame (the mean latent for a prior trained without one)
     first = np.full((1, 1, 3), START if starts else 0.0, np.float32)
-    out = prior._predict(first, (pf[None],), False)
+    out = prior._predict(first, pf[None], False)
     j = int(np.argmax(np.asarray(out["logits"])[0, 0]))
     got = NumpyPrior(prior).sample(1, pitch_features=pf, temperature=0)[0]
     np.testing.assert_allclose(got, np.clip(np.asarray(out["means"])[0, 0].reshape(2, 3)[j], -3.5, 3.5), atol=1e-5)
     assert LatentPrior.from_config(prior.get_config()).starts == starts
-
-
-def test_an_anchored_prior_walks_about_the_anchor_it_is_given(keras):
-    """An anchored prior reads its sound's anchor beside the pitch at every step: NumPy sampling
-    gives the network's own prediction for that anchor, another anchor another walk, and none is
-    refused."""
-    from specsynth.model.prior import START, LatentPrior, NumpyPrior, prior_pitch_features
-
-    rng = np.random.default_rng(2)
-    prior = LatentPrior(3, units=8, mixtures=2, starts=True, anchored=True)
-    pf, anchor = prior_pitch_features(60), rng.standard_normal(3).astype(np.float32)
-    out = prior._predict(np.full((1, 1, 3), START, np.float32), (pf[None], anchor[None]), False)
-    j = int(np.argmax(np.asarray(out["logits"])[0, 0]))
-    expected = np.clip(np.asarray(out["means"])[0, 0].reshape(2, 3)[j], -3.5, 3.5)
-    sampler = NumpyPrior(prior)
-    got = sampler.sample(1, pitch_features=pf, temperature=0, anchor=anchor)[0]
-    np.testing.assert_allclose(got, expected, atol=1e-5)
-    assert not np.allclose(got, sampler.sample(1, pitch_features=pf, temperature=0, anchor=anchor + 1.0)[0])
-    with pytest.raises(ValueError, match="anchor"):
-        sampler.sample(1, pitch_features=pf, temperature=0)
-    assert LatentPrior.from_config(prior.get_config()).anchored
-
-
-def test_training_windows_carry_their_sounds_mean_as_the_anchor():
-    from specsynth.model.prior import windows
-
-    rng = np.random.default_rng(3)
-    seqs = [rng.standard_normal((30, 2)).astype(np.float32), rng.standard_normal((12, 2)).astype(np.float32) + 4]
-    for starts in (True, False):
-        w = windows(seqs, [60, 64], 9, starts=starts)
-        per_window = [0 if p == pytest.approx(60 / 127) else 1 for p in w["pitch"][:, 0]]
-        for anchor, i in zip(w["anchor"], per_window):
-            np.testing.assert_allclose(anchor, seqs[i].mean(axis=0), atol=1e-6)
-
-
-def test_pick_anchor_draws_from_training_sounds_near_the_pitch():
-    from specsynth.model.prior import pick_anchor
-
-    anchors = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [9.0, 9.0]], np.float32)
-    labels = np.array([40, 42, 60, 128])
-    np.testing.assert_allclose(pick_anchor(anchors, labels, 41), [1.0, 0.0])  # no rng: the mean of 40 and 42
-    drawn = {tuple(pick_anchor(anchors, labels, 41, np.random.default_rng(s))) for s in range(20)}
-    assert drawn == {(0.0, 0.0), (2.0, 0.0)}
-    np.testing.assert_allclose(pick_anchor(anchors, labels, 50), [2.0, 0.0])  # none within 2: the nearest pitch
-    np.testing.assert_allclose(pick_anchor(anchors, labels, 128), [9.0, 9.0])  # unpitched from unpitched
-    np.testing.assert_allclose(pick_anchor(anchors[:3], labels[:3], 128), [2 / 3, 4 / 3])  # or from all
 
 
 @pytest.mark.parametrize("kwargs", [dict(n_frames=0), dict(n_frames=2.5), dict(n_frames=10, temperature=-1),
@@ -654,17 +608,6 @@ def test_norm_with_wrong_shapes(bundle_copy, key, size):
 def test_norm_missing_an_array(bundle_copy):
     _edit_norm(bundle_copy, lambda n: n.pop("latent_std"))
     refused(bundle_copy, "norm.npz is invalid", "latent_std")
-
-
-def test_norm_without_the_priors_anchors(bundle_copy):
-    _edit_norm(bundle_copy, lambda n: n.pop("anchors"))
-    refused(bundle_copy, "norm.npz is invalid", "anchors")
-
-
-@pytest.mark.parametrize("shape", [(4, 5), (0, 4), (7,)])
-def test_norm_with_anchors_that_do_not_fit_the_prior(bundle_copy, shape):
-    _edit_norm(bundle_copy, lambda n: n.update(anchors=np.ones(shape, np.float32)))
-    refused(bundle_copy, "anchors do not match the prior")
 
 
 def test_norm_not_an_npz(bundle_copy):

@@ -161,22 +161,16 @@ class Model:
     # -- prior ------------------------------------------------------------------------------
     def sample_prior(self, n_frames, *, pitch=None, temperature=1.0, seed=0, prime=None):
         """Latents ``[n_frames, z]`` sampled from the LSTM prior, continuing ``prime`` ``[t, z]`` if given."""
-        from .prior import pick_anchor, prior_pitch_features
+        from .prior import prior_pitch_features
 
         if not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
             raise ConfigError(f"n_frames must be a positive int, got {n_frames!r}")
         if not 0 <= float(temperature) <= 10:
             raise ConfigError(f"temperature must be in 0..10, got {temperature!r}")
         mean, std = self.norm["latent_mean"], self.norm["latent_std"]
-        label = self.pitch_label(pitch)
         primed = None if prime is None else (np.asarray(prime, np.float32) - mean) / std
-        anchor = None
-        if self._numpy_prior.anchored:  # about the prime's timbre, or a training sound's near this pitch
-            anchor = primed.mean(axis=0) if primed is not None and len(primed) else pick_anchor(
-                self.norm["anchors"], self.norm["anchor_pitches"], label,
-                np.random.default_rng([seed, 1]) if temperature > 0 else None)
-        z = self._numpy_prior.sample(int(n_frames), pitch_features=prior_pitch_features(label),
-                                     temperature=float(temperature), seed=seed, prime=primed, anchor=anchor)
+        z = self._numpy_prior.sample(int(n_frames), pitch_features=prior_pitch_features(self.pitch_label(pitch)),
+                                     temperature=float(temperature), seed=seed, prime=primed)
         return z * std + mean
 
 
@@ -242,8 +236,6 @@ def load_bundle(path="pretrained"):
     try:
         with np.load(path / "norm.npz") as data:
             norm = {k: data[k].astype(np.float32) for k in ("frame_mean", "frame_std", "latent_mean", "latent_std")}
-            if prior.anchored:  # the training sounds' anchors, which unprimed walks start from
-                norm.update(anchors=data["anchors"].astype(np.float32), anchor_pitches=data["anchor_pitches"])
     except (KeyError, ValueError, OSError) as exc:
         raise BundleError(f"norm.npz is invalid ({exc})", path=path) from None
     problems = []
@@ -255,9 +247,6 @@ def load_bundle(path="pretrained"):
         norm[k].shape != (vae.z_dim,) for k in ("latent_mean", "latent_std")
     ):
         problems.append("norm.npz shapes do not match the model")
-    if prior.anchored and (norm["anchors"].ndim != 2 or norm["anchors"].shape[1:] != (vae.z_dim,) or not len(
-            norm["anchors"]) or norm["anchor_pitches"].shape != norm["anchors"].shape[:1]):
-        problems.append("norm.npz's anchors do not match the prior")
     if problems:
         raise BundleError("config does not match the weights: " + "; ".join(problems), path=path)
     return Model(path, config, meta, vae, prior, norm, metrics)
@@ -287,8 +276,8 @@ def save_bundle(out, *, config, hyper, training, vae, prior, norm, metrics, over
         np.savez(tmp / "norm.npz", **norm)
         _inference_copy(vae, {"frames": np.zeros((1, 8, vae.features), np.float32),
                               "pitch": np.zeros((1, PITCH_FEATURES), np.float32)}).save(tmp / "vae.keras")
-        _inference_copy(prior, {"z": np.zeros((1, 9, prior.z_dim), np.float32), "pitch": np.zeros((1, 2), np.float32),
-                                "anchor": np.zeros((1, prior.z_dim), np.float32)}).save(tmp / "prior.keras")
+        _inference_copy(prior, {"z": np.zeros((1, 9, prior.z_dim), np.float32),
+                                "pitch": np.zeros((1, 2), np.float32)}).save(tmp / "prior.keras")
         if out.exists():
             # files of the user's in the folder (a model card, notes) are kept, not replaced
             for extra in out.iterdir():

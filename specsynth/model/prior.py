@@ -22,12 +22,6 @@ those samples, and the loss is taken on a second pass over the mixed history. Wi
 ``sampled_passes`` > 1 this is repeated: each pass draws from the predictions of the pass before,
 which read a history already partly sampled, so the history the loss sees holds samples drawn
 after samples, as in a free-running walk, and the prior learns to recover from its own drift.
-
-With ``anchored`` (new priors) every step is also given the sound's *anchor*: the mean of its
-normalised sounding latents, the timbre it holds. A walk given no anchor drifts through a note's
-sustain a little at every step, and the steps add up; told where the sound sits, it keeps to it.
-A primed walk takes its prime's mean as the anchor; an unprimed one the anchor of a training sound
-near its pitch (:func:`pick_anchor`), so walks cover the sounds the prior was trained on.
 """
 from __future__ import annotations
 
@@ -52,36 +46,18 @@ def prior_pitch_features(pitch):
     return np.stack([np.where(unpitched > 0, 0.0, p / 127.0), unpitched], axis=-1).astype(np.float32)
 
 
-def pick_anchor(anchors, anchor_pitches, pitch, rng=None):
-    """An anchor ``[z]`` for a walk at ``pitch`` (a label) from a bundle's training anchors ``[n, z]``
-    (with their labels ``[n]``): one drawn at random (``rng``) from those within 2 semitones of it
-    (or at the nearest pitch there is; unpitched from unpitched ones where there are any), or with
-    no ``rng`` their mean."""
-    anchors, labels = np.asarray(anchors), np.asarray(anchor_pitches)
-    if pitch >= UNPITCHED:
-        near = labels >= UNPITCHED if np.any(labels >= UNPITCHED) else np.ones(len(labels), bool)
-    else:
-        pitched = labels < UNPITCHED
-        distance = np.where(pitched, np.abs(labels - pitch), np.inf)
-        near = distance <= max(2.0, distance.min()) if np.any(pitched) else np.ones(len(labels), bool)
-    candidates = anchors[near]
-    return candidates.mean(axis=0) if rng is None else candidates[rng.integers(len(candidates))]
-
-
 def windows(sequences, pitches, length, *, starts, onset_weight=0.0, onset_frames=8.0):
-    """Training windows ``{"z": [n, length, z], "pitch": [n, 2], "anchor": [n, z], "mask": [n,
-    length - 1]}`` over normalised latent sequences ``[t, z]``: cut with half-overlap (the last one
-    ending with the sequence), a short one padded by repeating its last frame; ``anchor`` is the
-    mean of the whole sequence the window is cut from. ``mask`` weighs each target in the
+    """Training windows ``{"z": [n, length, z], "pitch": [n, 2], "mask": [n, length - 1]}`` over
+    normalised latent sequences ``[t, z]``: cut with half-overlap (the last one ending with the
+    sequence), a short one padded by repeating its last frame. ``mask`` weighs each target in the
     loss: 0 on padding, 1 elsewhere. With ``starts``, each sequence is preceded by the start frame
     (``START``), and the ``t``-th frame after it weighs ``1 + onset_weight * exp(-t / onset_frames)``:
     a sound's first frames are a small share of all targets, and without more weight a walk's
     start is fitted worst, though everything after it follows from it."""
-    z, mask, labels, anchors = [], [], [], []
+    z, mask, labels = [], [], []
     onset = 1.0 + onset_weight * np.exp(-np.arange(length - 1) / onset_frames)
     for seq, pitch in zip(sequences, pitches):
         seq = np.asarray(seq, np.float32)
-        anchor = seq.mean(axis=0)
         if starts:
             seq = np.concatenate([np.full((1, seq.shape[1]), START, np.float32), seq])
         begins = list(range(0, max(len(seq) - length, 0) + 1, max(length // 2, 1)))
@@ -93,50 +69,43 @@ def windows(sequences, pitches, length, *, starts, onset_weight=0.0, onset_frame
             mask.append(weight * onset if starts and b == 0 else weight)
             z.append(np.concatenate([window, np.repeat(window[-1:], length - len(window), axis=0)]))
             labels.append(pitch)
-            anchors.append(anchor)
-    return {"z": np.stack(z), "pitch": prior_pitch_features(labels), "anchor": np.stack(anchors),
-            "mask": np.stack(mask).astype(np.float32)}
+    return {"z": np.stack(z), "pitch": prior_pitch_features(labels), "mask": np.stack(mask).astype(np.float32)}
 
 
-def build_prior_net(z_dim, *, units=256, mixtures=1, anchored=False):
+def build_prior_net(z_dim, *, units=256, mixtures=1):
     z = keras.Input((None, z_dim), name="z")
     pitch = keras.Input((2,), name="pitch")
-    inputs, cond = [z, pitch], pitch
-    if anchored:  # the sound's anchor (mean latent) beside the pitch at every step
-        anchor = keras.Input((z_dim,), name="anchor")
-        inputs, cond = inputs + [anchor], layers.Concatenate(name="pitch_anchor")([pitch, anchor])
-    h = layers.Concatenate(name="with_pitch")([z, BroadcastTime(name="pitch_time")([z, cond])])
+    h = layers.Concatenate(name="with_pitch")([z, BroadcastTime(name="pitch_time")([z, pitch])])
     h = layers.LSTM(units, return_sequences=True, name="lstm")(h)
     logits = layers.Dense(mixtures, name="logits")(h)
     means = layers.Dense(mixtures * z_dim, name="means")(h)
     logvars = layers.Dense(mixtures * z_dim, name="logvars")(h)
-    return keras.Model(inputs, [logits, means, logvars], name="prior_net")
+    return keras.Model([z, pitch], [logits, means, logvars], name="prior_net")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class LatentPrior(keras.Model):
     """Next-frame mixture density over normalised latents. Inputs ``{"z": [B, T, z], "pitch": [B, 2]}``
-    (and ``"anchor": [B, z]`` if ``anchored``) and optionally ``"mask": [B, T - 1]`` (1 where ``z[:, 1:]`` is a real frame, 0 for padding);
+    and optionally ``"mask": [B, T - 1]`` (1 where ``z[:, 1:]`` is a real frame, 0 for padding);
     the loss is the negative log-likelihood (nats per frame) of ``z[:, 1:]`` given ``z[:, :-1]``."""
 
     def __init__(self, z_dim, units=256, mixtures=1, sampled_inputs=0.0, sampled_passes=1, seed=0, starts=False,
-                 anchored=False, net=None, **kwargs):
+                 net=None, **kwargs):
         super().__init__(**kwargs)
         self.z_dim, self.units, self.mixtures = int(z_dim), int(units), int(mixtures)
         self.sampled_inputs, self.sampled_passes = float(sampled_inputs), int(sampled_passes)
-        self.seed, self.starts, self.anchored = int(seed), bool(starts), bool(anchored)
-        self.net = net or build_prior_net(self.z_dim, units=self.units, mixtures=self.mixtures, anchored=self.anchored)
+        self.seed, self.starts = int(seed), bool(starts)
+        self.net = net or build_prior_net(self.z_dim, units=self.units, mixtures=self.mixtures)
         # only a prior trained with sampled inputs has a seed state (older bundles have none)
         self.seed_generator = keras.random.SeedGenerator(seed) if self.sampled_inputs > 0 else None
 
-    def _predict(self, history, cond, training):
-        logits, means, logvars = self.net([history, *cond], training=training)
+    def _predict(self, history, pitch, training):
+        logits, means, logvars = self.net([history, pitch], training=training)
         return {"logits": logits, "means": means, "logvars": logvars}
 
     def call(self, inputs, training=False):
         z = inputs["z"]
-        cond = (inputs["pitch"], inputs["anchor"]) if self.anchored else (inputs["pitch"],)
-        out = self._predict(z[:, :-1], cond, training)
+        out = self._predict(z[:, :-1], inputs["pitch"], training)
         if not training or self.seed_generator is None:
             return out
         # parallel scheduled sampling: some of the history replaced by the model's own samples, each
@@ -146,7 +115,7 @@ class LatentPrior(keras.Model):
             shape = ops.shape(drawn)
             replace = keras.random.uniform((shape[0], shape[1], 1), seed=self.seed_generator) < self.sampled_inputs
             history = ops.concatenate([z[:, :1], ops.where(replace, drawn, z[:, 1:])], axis=1)
-            out = self._predict(history[:, :-1], cond, training)
+            out = self._predict(history[:, :-1], inputs["pitch"], training)
         return out
 
     def _components(self, out):
@@ -178,7 +147,7 @@ class LatentPrior(keras.Model):
     def get_config(self):
         return {**super().get_config(), "z_dim": self.z_dim, "units": self.units, "mixtures": self.mixtures,
                 "sampled_inputs": self.sampled_inputs, "sampled_passes": self.sampled_passes, "seed": self.seed,
-                "starts": self.starts, "anchored": self.anchored,
+                "starts": self.starts,
                 "net": keras.saving.serialize_keras_object(self.net)}
 
     @classmethod
@@ -196,7 +165,6 @@ class NumpyPrior:
         lstm = net.get_layer("lstm")
         self.kernel, self.recurrent, self.bias = (np.asarray(w, np.float64) for w in lstm.get_weights())
         self.units, self.z_dim, self.mixtures, self.starts = prior.units, prior.z_dim, prior.mixtures, prior.starts
-        self.anchored = prior.anchored
         self.heads = {name: [np.asarray(w, np.float64) for w in net.get_layer(name).get_weights()]
                       for name in ("logits", "means", "logvars")}
 
@@ -213,9 +181,8 @@ class NumpyPrior:
         w, b = self.heads[name]
         return h @ w + b
 
-    def sample(self, n_frames, *, pitch_features, temperature=1.0, seed=0, prime=None, anchor=None):
-        """Sample ``[n_frames, z]`` normalised latents, continuing ``prime`` ``[t, z]`` if given, about
-        ``anchor`` ``[z]`` (an anchored prior's; required there).
+    def sample(self, n_frames, *, pitch_features, temperature=1.0, seed=0, prime=None):
+        """Sample ``[n_frames, z]`` normalised latents, continuing ``prime`` ``[t, z]`` if given.
 
         ``temperature`` scales the standard deviations and sharpens/flattens the mixture weights
         (logits / temperature); 0 gives the most likely component's mean at every step.
@@ -224,10 +191,6 @@ class NumpyPrior:
         h = np.zeros(self.units)
         c = np.zeros(self.units)
         pf = np.asarray(pitch_features, np.float64)
-        if self.anchored:
-            if anchor is None:
-                raise ValueError("this prior is anchored: sample() needs an anchor")
-            pf = np.concatenate([pf, np.asarray(anchor, np.float64)])
         x = np.full(self.z_dim, START if self.starts else 0.0)  # the start frame (the mean latent if none)
         out = np.zeros((n_frames, self.z_dim))
         if prime is not None and len(prime):

@@ -45,7 +45,6 @@ class TrainSettings:
     prior_onset_weight: float = 15.0  # extra loss weight on a sound's first frames (see prior.windows)
     prior_sampled_inputs: float = 0.75
     prior_sampled_passes: int = 4  # passes of scheduled sampling (see prior.LatentPrior)
-    prior_anchored: bool = True  # each step is told its sound's mean latent (see prior.LatentPrior)
     val_fraction: float = 0.1
     seed: int = 0
     strategy: str | None = None
@@ -308,8 +307,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
         with strategy.scope():
             prior = LatentPrior(settings.z_dim, units=settings.prior_units, mixtures=settings.prior_mixtures,
                                 sampled_inputs=settings.prior_sampled_inputs,
-                                sampled_passes=settings.prior_sampled_passes, seed=settings.seed, starts=True,
-                                anchored=settings.prior_anchored)
+                                sampled_passes=settings.prior_sampled_passes, seed=settings.seed, starts=True)
             # The learning rate falls to 5% over the run (cosine): walks depend on where the last
             # steps leave the weights, and a constant rate leaves them anywhere in Adam's noise.
             steps = settings.prior_epochs * sum(-(-len(part["z"]) // settings.batch_size) for part in p_train)
@@ -325,7 +323,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
                     lambda attempt: tf_dataset(p_train, batch_size=settings.batch_size, seed=settings.seed + attempt),
                     p_val, settings.prior_epochs)
     elif state["prior_epochs_done"] == 0:  # prior_epochs == 0: build it untrained so the bundle is whole
-        prior({k: p_train[0][k][:1] for k in ("z", "pitch", "anchor")})
+        prior({"z": p_train[0]["z"][:1], "pitch": p_train[0]["pitch"][:1]})
 
     # ---- held-out metrics and the bundle ---------------------------------------------------
     metrics = {}
@@ -345,9 +343,6 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
     }
     norm = {"frame_mean": frame_mean, "frame_std": frame_std, "latent_mean": latent_mean.astype(np.float32),
             "latent_std": latent_std.astype(np.float32)}
-    if settings.prior_anchored:  # each training sound's anchor, for unprimed walks to start from
-        norm["anchors"] = np.stack([((latents[i] - latent_mean) / latent_std).mean(axis=0) for i in train_idx])
-        norm["anchor_pitches"] = np.asarray([data.items[i]["pitch"] for i in train_idx], np.int32)
     save_bundle(out, config=config, hyper=hyper, training=training, vae=vae, prior=prior, norm=norm,
                 metrics=metrics, overwrite=overwrite)
     shutil.rmtree(work, ignore_errors=True)
