@@ -208,9 +208,7 @@ def render(r, model_path):
         f"`.venv/bin/python benchmarks/model.py --model {model_path} --write` on {machine_line()}", "",
         f"Bundle: {cfg.representation} frames ({cfg.n_features} features), n_fft {cfg.n_fft}, hop {cfg.hop}, "
         f"{cfg.sample_rate} Hz; z = {hyper['z_dim']} at {cfg.frame_rate:g} Hz; width {hyper['width']}; "
-        f"beta {hyper['beta']}; {hyper['epochs']} VAE + {hyper['prior_epochs']} prior epochs"
-        + (f", then {hyper['prior_members'] - 1} copies of the prior tuned for {hyper['prior_moment_epochs']} epochs "
-           "each, mixed in sampling." if hyper.get("prior_members", 1) > 1 else "."), "",
+        f"beta {hyper['beta']}; {hyper['epochs']} VAE + {hyper['prior_epochs']} prior epochs.", "",
         f"Held-out notes ({len(r['rows'])}): programs {list(recipe.HELDOUT_PROGRAMS)} never trained on, and "
         "trained programs at held-out pitches (no program was trained on MIDI 37, 43, ..., 79).", "",
         "| note | model LSD (dB) | oracle LSD (dB) | gap (dB) | cents at -5 / 0 / +5 st | the original's cents |",

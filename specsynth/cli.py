@@ -75,8 +75,6 @@ def build_parser():
     p.add_argument("--prior-units", type=int, default=None, help="LSTM units of the prior (default 256)")
     p.add_argument("--prior-sampled-inputs", type=float, default=None,
                    help="share of the prior's input history replaced by its own samples in training (default 0.75)")
-    p.add_argument("--prior-moment-epochs", type=int, default=None,
-                   help="epochs matching the prior's free-running walks to the data, after its own (default 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     p.add_argument("--strategy", choices=("mirrored",), default=None,
@@ -246,8 +244,7 @@ def cmd_train(args):
     settings = TrainSettings(seed=args.seed, strategy=args.strategy)
     for arg, key in (("epochs", "epochs"), ("prior_epochs", "prior_epochs"), ("z", "z_dim"), ("beta", "beta"),
                      ("batch_size", "batch_size"), ("learning_rate", "learning_rate"), ("width", "width"),
-                     ("prior_units", "prior_units"), ("prior_sampled_inputs", "prior_sampled_inputs"),
-                     ("prior_moment_epochs", "prior_moment_epochs")):
+                     ("prior_units", "prior_units"), ("prior_sampled_inputs", "prior_sampled_inputs")):
         if getattr(args, arg) is not None:
             setattr(settings, key, getattr(args, arg))
     model = train(args.data, args.out, settings=settings, resume=args.resume, overwrite=args.overwrite)

@@ -390,73 +390,6 @@ def test_prior_loss_ignores_masked_padding(keras):
     assert float(prior.compute_loss(x=unmasked, y_pred=prior(unmasked))) != pytest.approx(loss, rel=1e-3)
 
 
-def test_moment_loss_compares_mean_variance_and_steps_of_the_valid_frames(keras):
-    from specsynth.model.prior import MOMENT_SEGMENT, moment_loss
-
-    rng = np.random.default_rng(0)
-    t = np.arange(2 * MOMENT_SEGMENT)[None, :, None]
-    true = np.sin(0.2 * t + rng.uniform(0, 6, (4, 1, 3))).astype(np.float32)  # smooth, like latents
-    valid = np.ones(true.shape[:2], np.float32)
-    assert float(moment_loss(true, true, valid)) == pytest.approx(0.0, abs=1e-6)
-    # a walk shifted by 0.5 differs only in its mean: 0.5^2 in every dimension and segment
-    assert float(moment_loss(true + 0.5, true, valid)) == pytest.approx(0.25, rel=1e-4)
-    # the same frames in another order (within each segment) have the same mean and variance but
-    # far larger steps
-    order = np.concatenate([rng.permutation(MOMENT_SEGMENT), MOMENT_SEGMENT + rng.permutation(MOMENT_SEGMENT)])
-    assert float(moment_loss(true[:, order], true, valid)) > 0.1
-    # statistics are taken per segment: a walk that drifts from -d to +d has the right overall
-    # mean but misses in each half
-    drift = true + np.where(np.arange(true.shape[1]) < MOMENT_SEGMENT, -0.5, 0.5)[None, :, None].astype(np.float32)
-    assert float(moment_loss(drift, true, valid)) == pytest.approx(0.25, rel=1e-4)
-    # frames outside ``valid`` (padding) are not counted
-    padded = true.copy()
-    padded[:, -5:] += 100.0
-    valid[:, -5:] = 0.0
-    assert float(moment_loss(padded, true, valid)) == pytest.approx(0.0, abs=1e-6)
-
-
-def test_prior_rollout_is_free_running_and_its_loss_reaches_the_weights(keras):
-    """A walk reads only its window's first frame and its own draws; with a moment weight the
-    training loss has a gradient through the whole walk (the prior and the windows as trained)."""
-    import tensorflow as tf
-
-    from specsynth.model.prior import LatentPrior, moment_loss, pad_windows, windows
-
-    rng = np.random.default_rng(0)
-    seqs = [rng.standard_normal((20, 3)).astype(np.float32) for _ in range(2)]
-    onset, anywhere = pad_windows([windows(seqs, [60, 64], 13, starts=True), windows(seqs, [60, 64], 7, starts=False)])
-    assert onset["z"].shape[1] == anywhere["z"].shape[1] == 13 and (anywhere["mask"][:, 6:] == 0).all()  # padded
-    assert (anywhere["z"][:, 7:] == anywhere["z"][:, 6:7]).all() and len(anywhere["pitch"]) == len(anywhere["z"])
-    x = onset
-    prior = LatentPrior(3, units=8, mixtures=2, starts=True, moment_weight=2.0, seed=3)
-    prior(x)
-    walks = []
-    for first, rest in ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0)):
-        z = x["z"].copy()
-        z[:, 0] += first  # where each walk begins
-        z[:, 1:] += rest  # frames the walk must not read
-        again = LatentPrior.from_config(prior.get_config())  # the same weights, its draws from the same seed
-        again(x)
-        again.set_weights(prior.get_weights())
-        walks.append(np.asarray(again.rollout(z, x["pitch"], 12)))
-    assert walks[0].shape == (len(x["z"]), 12, 3)
-    np.testing.assert_array_equal(walks[0], walks[1])
-    assert np.abs(walks[0] - walks[2]).max() > 1e-3
-    # the walk's statistics have a gradient: every draw is reparameterised, none is cut off
-    kernel = prior.net.get_layer("lstm").cell.kernel
-    with tf.GradientTape() as tape:
-        walk = prior.rollout(x["z"], x["pitch"], 12)
-        matched = moment_loss(walk, x["z"][:, 1:], x["mask"] > 0)
-    assert float(np.abs(np.asarray(tape.gradient(matched, kernel.value))).max()) > 0
-    # and training adds it to the likelihood (at inference the loss is the likelihood alone)
-    nll = float(prior.compute_loss(x=x, y_pred=prior(x), training=False))
-    prior.sampled_inputs = 0.0  # the same history for both terms below
-    trained = float(prior.compute_loss(x=x, y_pred=prior(x), training=True))
-    assert trained > nll
-    assert LatentPrior.from_config(prior.get_config()).moment_weight == 2.0
-    assert LatentPrior(3, units=8).moment_weight == 0.0  # older priors' configs have none
-
-
 @pytest.mark.parametrize("starts", [True, False])
 def test_numpy_prior_reads_a_prime_after_the_start_frame(keras, starts):
     """Sampling runs the trained LSTM: at temperature 0 the first sampled frame is the network's
@@ -711,8 +644,7 @@ def tiny_settings(seed=0, **changes):
     from specsynth.model.train import TrainSettings
 
     settings = dict(z_dim=4, width=8, epochs=1, prior_epochs=0, prior_units=8, prior_mixtures=1, segment_frames=32,
-                    prior_segment_frames=16, batch_size=4, val_fraction=0.0, warmup_steps=10, seed=seed,
-                    prior_members=1)
+                    prior_segment_frames=16, batch_size=4, val_fraction=0.0, warmup_steps=10, seed=seed)
     settings.update(changes)
     return TrainSettings(**settings)
 
@@ -800,45 +732,6 @@ def test_prior_trains_on_windows_from_the_onset_and_cut_anywhere(tone_dataset, t
     assert line.startswith("prior: 24 onset windows of up to 16 frames")
     assert line.endswith(", 45 of 8") if anywhere else line.endswith(" frames")
     assert model.prior.starts and len(model.meta["training"]["history"]["prior"]) == 1
-
-
-def test_prior_copies_are_tuned_to_the_data_mixed_in_sampling_and_resumed(tone_dataset, tmp_path, monkeypatch):
-    """The prior, then copies of it fine-tuned with the moment loss, each from its own seed; the
-    bundle samples from all of them. A run stopped during the second copy resumes there."""
-    from specsynth.model import train as train_module
-    from specsynth.model.prior import NumpyPrior, prior_pitch_features
-
-    settings = tiny_settings(prior_epochs=1, prior_anywhere_frames=8, prior_members=3, prior_moment_epochs=1)
-    real, stages = train_module._fit_guarded, []
-
-    def stopped_in_the_second_copy(keras, model, *, stage, **kwargs):
-        stages.append(stage)
-        if stage == "moments2":
-            raise KeyboardInterrupt  # as a kill would, before its first epoch was saved
-        return real(keras, model, stage=stage, **kwargs)
-
-    monkeypatch.setattr(train_module, "_fit_guarded", stopped_in_the_second_copy)
-    out, work, logs = tmp_path / "model", tmp_path / "model.partial", []
-    with pytest.raises(KeyboardInterrupt):
-        train_module.train(tone_dataset, out, settings=settings, verbose=0, log=logs.append)
-    assert stages == ["vae", "prior", "moments1", "moments2"] and not out.exists()
-    assert "prior copy 1/2: walks of up to 16 frames matched to the data" in logs
-    monkeypatch.setattr(train_module, "_fit_guarded", real)
-    first = len(logs)
-    model = train_module.train(tone_dataset, out, resume=True, verbose=0, log=logs.append)
-    assert [line[:14] for line in logs[first:] if line.startswith("prior")] == ["prior copy 2/2"]
-    history = model.meta["training"]["history"]
-    assert [len(history[k]) for k in ("prior", "moments1", "moments2")] == [1, 1, 1]
-    assert model.prior.moment_weight == 0.0 and model.meta["model"]["prior_moment_weight"] == 2.0
-    # three nets, each of its own weights: the copies moved away from the prior and from each other
-    nets = [model.prior.net, *model.prior.members]
-    kernels = [np.asarray(net.get_layer("lstm").get_weights()[0]) for net in nets]
-    assert len(nets) == 3 and min(np.abs(a - b).max() for i, a in enumerate(kernels) for b in kernels[i + 1:]) > 1e-5
-    # sampling mixes them: the same seed walks otherwise than the trained prior alone
-    pf = prior_pitch_features(60)
-    alone = NumpyPrior(model.prior.with_members([])).sample(30, pitch_features=pf, seed=4)
-    mixed = NumpyPrior(model.prior).sample(30, pitch_features=pf, seed=4)
-    assert np.abs(alone - mixed).max() > 1e-3
 
 
 def test_existing_output_is_refused_and_untouched(seed_runs, tone_dataset):

@@ -22,15 +22,6 @@ those samples, and the loss is taken on a second pass over the mixed history. Wi
 ``sampled_passes`` > 1 this is repeated: each pass draws from the predictions of the pass before,
 which read a history already partly sampled, so the history the loss sees holds samples drawn
 after samples, as in a free-running walk, and the prior learns to recover from its own drift.
-
-Scheduled sampling only lets errors compound over a few passes; over a walk of a hundred frames
-and more a small bias per step still adds up to a drift. With ``moment_weight`` > 0 the loss also
-takes free-running walks (:meth:`LatentPrior.rollout`, every frame drawn from the prediction after
-the walk so far, reparameterised so the gradient follows the whole walk) and matches their
-statistics to the true windows': per dimension, the mean, the variance and the mean squared step
-from frame to frame, pooled over the batch in segments of :data:`MOMENT_SEGMENT` frames
-(:func:`moment_loss`). Training fine-tunes copies of a trained prior with it, and the bundle's
-prior keeps them as ``members``: sampling mixes its nets over whole walks (:class:`NumpyPrior`).
 """
 from __future__ import annotations
 
@@ -46,8 +37,6 @@ LOG_2PI = float(np.log(2 * np.pi))
 CLIP = 3.5  # sampled normalised latents are kept within +-CLIP
 LOGVAR_RANGE = (-9.0, 5.0)  # predicted log-variances are clipped to this in the loss and in sampling
 START = -4.0  # the start frame before each sound (priors trained with ``starts``), beyond CLIP
-ROLLOUT_FRAMES = 160  # length of the free-running walks whose statistics the moment loss matches
-MOMENT_SEGMENT = 32  # frames per stretch of a walk whose statistics are matched on their own
 
 
 def prior_pitch_features(pitch):
@@ -83,42 +72,6 @@ def windows(sequences, pitches, length, *, starts, onset_weight=0.0, onset_frame
     return {"z": np.stack(z), "pitch": prior_pitch_features(labels), "mask": np.stack(mask).astype(np.float32)}
 
 
-def pad_windows(parts):
-    """Sets of windows of different lengths (:func:`windows`), each padded to the longest by
-    repeating its last frame, the padding masked out: the same length, each kind on its own."""
-    length = max(part["z"].shape[1] for part in parts)
-    padded = []
-    for part in parts:
-        pad = length - part["z"].shape[1]
-        padded.append({"z": np.concatenate([part["z"], np.repeat(part["z"][:, -1:], pad, axis=1)], axis=1),
-                       "pitch": part["pitch"],
-                       "mask": np.concatenate([part["mask"], np.zeros((len(part["mask"]), pad), np.float32)], axis=1)})
-    return padded
-
-
-def moment_loss(walk, true, valid):
-    """How far a batch of walks ``[B, T, z]`` is from the true frames ``[B, T, z]`` in its
-    statistics, where ``valid`` ``[B, T]`` is 1: per dimension, the squared differences of the
-    mean, the variance and the mean squared frame-to-frame step, each pooled over the batch in
-    segments of :data:`MOMENT_SEGMENT` frames; averaged over dimensions and segments."""
-    valid = ops.expand_dims(ops.cast(valid, walk.dtype), -1)
-    steps = walk.shape[1]
-    total, count = 0.0, 0
-    for begin in range(0, steps, MOMENT_SEGMENT):
-        w, t, v = (a[:, begin : begin + MOMENT_SEGMENT] for a in (walk, true, valid))
-        both = v[:, 1:] * v[:, :-1]
-        stats = []
-        for a in (w, t):
-            n = ops.maximum(ops.sum(v), 1.0)
-            mean = ops.sum(a * v, axis=(0, 1)) / n
-            var = ops.sum(ops.square(a - mean) * v, axis=(0, 1)) / n
-            step = ops.sum(ops.square(a[:, 1:] - a[:, :-1]) * both, axis=(0, 1)) / ops.maximum(ops.sum(both), 1.0)
-            stats.append((mean, var, step))
-        total = total + sum(ops.mean(ops.square(x - y)) for x, y in zip(*stats))
-        count += 1
-    return total / max(count, 1)
-
-
 def build_prior_net(z_dim, *, units=256, mixtures=1):
     z = keras.Input((None, z_dim), name="z")
     pitch = keras.Input((2,), name="pitch")
@@ -137,24 +90,14 @@ class LatentPrior(keras.Model):
     the loss is the negative log-likelihood (nats per frame) of ``z[:, 1:]`` given ``z[:, :-1]``."""
 
     def __init__(self, z_dim, units=256, mixtures=1, sampled_inputs=0.0, sampled_passes=1, seed=0, starts=False,
-                 moment_weight=0.0, members=(), net=None, **kwargs):
+                 net=None, **kwargs):
         super().__init__(**kwargs)
         self.z_dim, self.units, self.mixtures = int(z_dim), int(units), int(mixtures)
         self.sampled_inputs, self.sampled_passes = float(sampled_inputs), int(sampled_passes)
-        self.seed, self.starts, self.moment_weight = int(seed), bool(starts), float(moment_weight)
+        self.seed, self.starts = int(seed), bool(starts)
         self.net = net or build_prior_net(self.z_dim, units=self.units, mixtures=self.mixtures)
-        # nets of the same shape that sampling mixes with ``net`` (see NumpyPrior); training fits
-        # ``net`` alone
-        self.members = list(members)
-        # only a prior trained with draws of its own has a seed state (older bundles have none)
-        drawn = self.sampled_inputs > 0 or self.moment_weight > 0
-        self.seed_generator = keras.random.SeedGenerator(seed) if drawn else None
-
-    def with_members(self, nets):
-        """This prior (sharing its net) with ``nets`` of the same shape as its ensemble's members."""
-        return LatentPrior(self.z_dim, units=self.units, mixtures=self.mixtures, sampled_inputs=self.sampled_inputs,
-                           sampled_passes=self.sampled_passes, seed=self.seed, starts=self.starts,
-                           moment_weight=self.moment_weight, members=nets, net=self.net)
+        # only a prior trained with sampled inputs has a seed state (older bundles have none)
+        self.seed_generator = keras.random.SeedGenerator(seed) if self.sampled_inputs > 0 else None
 
     def _predict(self, history, pitch, training):
         logits, means, logvars = self.net([history, pitch], training=training)
@@ -190,33 +133,7 @@ class LatentPrior(keras.Model):
         noise = keras.random.normal(shape, seed=self.seed_generator)
         return ops.clip(ops.sum(pick * (means + ops.exp(0.5 * logvars) * noise), axis=2), -CLIP, CLIP)
 
-    def rollout(self, z, pitch, steps):
-        """Free-running walks ``[B, steps, z]``, each from its window's first frame ``z[:, 0]`` (and
-        ``pitch`` ``[B, 2]``): every frame is drawn from the prediction after the walk so far, as
-        :class:`NumpyPrior` samples, but reparameterised, so gradients follow the whole walk."""
-        cell = self.net.get_layer("lstm").cell
-        heads = [self.net.get_layer(name) for name in ("logits", "means", "logvars")]
-        batch = ops.shape(z)[0]
-        state = [ops.zeros((batch, self.units)), ops.zeros((batch, self.units))]
-        frame, walk = z[:, 0], []
-        for _ in range(steps):
-            h, state = cell(ops.concatenate([frame, pitch], axis=-1), state)
-            out = dict(zip(("logits", "means", "logvars"), (ops.expand_dims(head(h), 1) for head in heads)))
-            frame = self._draw(out)[:, 0]
-            walk.append(frame)
-        return ops.stack(walk, axis=1)
-
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        nll = self._nll(x, y_pred)
-        if not training or self.moment_weight <= 0:
-            return nll
-        z = x["z"]
-        steps = min(ROLLOUT_FRAMES, z.shape[1] - 1)
-        valid = x["mask"][:, :steps] > 0 if "mask" in x else ops.ones(ops.shape(z[:, 1 : steps + 1])[:2])
-        walk = self.rollout(z, x["pitch"], steps)
-        return nll + self.moment_weight * moment_loss(walk, z[:, 1 : steps + 1], valid)
-
-    def _nll(self, x, y_pred):
         means, logvars = self._components(y_pred)
         t = ops.expand_dims(x["z"][:, 1:], 2)
         comp = -0.5 * ops.sum(LOG_2PI + logvars + ops.square(t - means) * ops.exp(-logvars), axis=-1)
@@ -230,40 +147,29 @@ class LatentPrior(keras.Model):
     def get_config(self):
         return {**super().get_config(), "z_dim": self.z_dim, "units": self.units, "mixtures": self.mixtures,
                 "sampled_inputs": self.sampled_inputs, "sampled_passes": self.sampled_passes, "seed": self.seed,
-                "starts": self.starts, "moment_weight": self.moment_weight,
-                "net": keras.saving.serialize_keras_object(self.net),
-                "members": [keras.saving.serialize_keras_object(m) for m in self.members]}
+                "starts": self.starts,
+                "net": keras.saving.serialize_keras_object(self.net)}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["net"] = keras.saving.deserialize_keras_object(config["net"])
-        config["members"] = [keras.saving.deserialize_keras_object(m) for m in config.get("members", [])]
         return cls(**config)
 
 
 class NumpyPrior:
-    """The trained prior's weights, run step by step in NumPy for sampling.
-
-    A prior with ``members`` is a mixture of its nets over whole walks: each walk follows one net,
-    an unprimed walk one drawn at random, a primed walk one drawn by how likely each net finds the
-    prime (the mixture's posterior given it). Single trainings of a prior drift each their own way
-    over a long walk; across walks, their drifts partly cancel. (Drawing each frame from another
-    net made texture loops jumpier: median flux inside +40%.)
-    """
+    """The trained prior's weights, run step by step in NumPy for sampling."""
 
     def __init__(self, prior: LatentPrior):
+        net = prior.net
+        lstm = net.get_layer("lstm")
+        self.kernel, self.recurrent, self.bias = (np.asarray(w, np.float64) for w in lstm.get_weights())
         self.units, self.z_dim, self.mixtures, self.starts = prior.units, prior.z_dim, prior.mixtures, prior.starts
-        self.nets = []
-        for net in (prior.net, *prior.members):
-            lstm = [np.asarray(w, np.float64) for w in net.get_layer("lstm").get_weights()]
-            heads = {name: [np.asarray(w, np.float64) for w in net.get_layer(name).get_weights()]
-                     for name in ("logits", "means", "logvars")}
-            self.nets.append((lstm, heads))
+        self.heads = {name: [np.asarray(w, np.float64) for w in net.get_layer(name).get_weights()]
+                      for name in ("logits", "means", "logvars")}
 
-    def _step(self, lstm, x, h, c):
-        kernel, recurrent, bias = lstm
-        g = x @ kernel + h @ recurrent + bias
+    def _step(self, x, h, c):
+        g = x @ self.kernel + h @ self.recurrent + self.bias
         u = self.units
         i, f, cc, o = (g[..., :u], g[..., u : 2 * u], g[..., 2 * u : 3 * u], g[..., 3 * u :])
         sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
@@ -271,57 +177,42 @@ class NumpyPrior:
         h = sig(o) * np.tanh(c)
         return h, c
 
-    def _mixture(self, heads, h):
-        """A net's prediction after state ``h``: log-weights ``[k]``, means and stds ``[k, z]``."""
-        out = {name: h @ w + b for name, (w, b) in heads.items()}
-        logits = out["logits"] - out["logits"].max()
-        std = np.exp(0.5 * np.clip(out["logvars"], *LOGVAR_RANGE))
-        shape = (self.mixtures, self.z_dim)
-        return logits - np.log(np.exp(logits).sum()), out["means"].reshape(shape), std.reshape(shape)
-
-    def _log_density(self, heads, h, frame):
-        log_w, means, std = self._mixture(heads, h)
-        comp = -0.5 * np.sum(LOG_2PI + 2 * np.log(std) + ((frame - means) / std) ** 2, axis=-1)
-        top = (log_w + comp).max()
-        return top + np.log(np.exp(log_w + comp - top).sum())
+    def _head(self, name, h):
+        w, b = self.heads[name]
+        return h @ w + b
 
     def sample(self, n_frames, *, pitch_features, temperature=1.0, seed=0, prime=None):
         """Sample ``[n_frames, z]`` normalised latents, continuing ``prime`` ``[t, z]`` if given.
 
         ``temperature`` scales the standard deviations and sharpens/flattens the mixture weights
-        (log-weights / temperature); 0 gives the most likely component's mean at every step.
+        (logits / temperature); 0 gives the most likely component's mean at every step.
         """
         rng = np.random.default_rng(seed)
-        states = [(np.zeros(self.units), np.zeros(self.units)) for _ in self.nets]
-        loglik = np.zeros(len(self.nets))  # of the prime, under each net
+        h = np.zeros(self.units)
+        c = np.zeros(self.units)
         pf = np.asarray(pitch_features, np.float64)
         x = np.full(self.z_dim, START if self.starts else 0.0)  # the start frame (the mean latent if none)
         out = np.zeros((n_frames, self.z_dim))
         if prime is not None and len(prime):
-            history, targets = list(prime[:-1]), list(prime[1:])
+            history = list(prime[:-1])
             if self.starts:  # trained with a start frame before each sound: read the prime after it
                 history.insert(0, x)
-                targets.insert(0, prime[0])
-            for frame, target in zip(history, targets):
-                states = [self._step(lstm, np.concatenate([frame, pf]), h, c)
-                          for (lstm, _), (h, c) in zip(self.nets, states)]
-                if len(self.nets) > 1:
-                    loglik += [self._log_density(heads, h, target) for (_, heads), (h, _) in zip(self.nets, states)]
+            for frame in history:
+                h, c = self._step(np.concatenate([frame, pf]), h, c)
             x = np.asarray(prime[-1], np.float64)
-        member = 0
-        if len(self.nets) > 1:
-            odds = np.exp(loglik - loglik.max())
-            member = rng.choice(len(odds), p=odds / odds.sum())
-        (lstm, heads), (h, c) = self.nets[member], states[member]
+        k, d = self.mixtures, self.z_dim
         for t in range(n_frames):
-            h, c = self._step(lstm, np.concatenate([x, pf]), h, c)
-            log_w, means, std = self._mixture(heads, h)
+            h, c = self._step(np.concatenate([x, pf]), h, c)
+            logits = self._head("logits", h)
+            means = self._head("means", h).reshape(k, d)
+            std = np.exp(0.5 * np.clip(self._head("logvars", h), *LOGVAR_RANGE)).reshape(k, d)
             if temperature <= 0:
-                x = means[int(np.argmax(log_w))]
+                j = int(np.argmax(logits))
+                x = means[j]
             else:
-                w = np.exp((log_w - log_w.max()) / temperature)
-                j = rng.choice(self.mixtures, p=w / w.sum())
-                x = means[j] + np.sqrt(temperature) * std[j] * rng.standard_normal(self.z_dim)
+                w = np.exp((logits - logits.max()) / temperature)
+                j = rng.choice(k, p=w / w.sum())
+                x = means[j] + np.sqrt(temperature) * std[j] * rng.standard_normal(d)
             # Latents are normalised: the training set lies within about +-3. A sampled walk that
             # strays further decodes to noise, so it is held at the edge of the known space.
             x = np.clip(x, -CLIP, CLIP)

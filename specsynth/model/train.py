@@ -45,9 +45,6 @@ class TrainSettings:
     prior_onset_weight: float = 15.0  # extra loss weight on a sound's first frames (see prior.windows)
     prior_sampled_inputs: float = 0.75
     prior_sampled_passes: int = 4  # passes of scheduled sampling (see prior.LatentPrior)
-    prior_members: int = 3  # the prior and copies of it tuned to match walks to the data, mixed in sampling
-    prior_moment_epochs: int = 2  # each copy's epochs with the moment loss (prior.moment_loss)
-    prior_moment_weight: float = 2.0
     val_fraction: float = 0.1
     seed: int = 0
     strategy: str | None = None
@@ -62,8 +59,6 @@ class TrainSettings:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not self.clip_norm > 0:
             raise ConfigError(f"clip_norm must be > 0, got {self.clip_norm}")
-        if self.prior_members < 1 or self.prior_moment_epochs < 0 or not self.prior_moment_weight >= 0:
-            raise ConfigError("prior_members must be >= 1, prior_moment_epochs and prior_moment_weight >= 0")
         if self.prior_sampled_passes < 1:
             raise ConfigError(f"prior_sampled_passes must be >= 1, got {self.prior_sampled_passes}")
         if not 0 <= self.prior_sampled_inputs <= 1:
@@ -185,7 +180,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
     # TensorFlow loads only now, so the user errors above are reported without waiting for it
     from ._keras import keras
     from .bundle import load_bundle, save_bundle
-    from .prior import ROLLOUT_FRAMES, LatentPrior, pad_windows, windows
+    from .prior import LatentPrior, windows
     from .vae import VAE
 
     started = time.time()
@@ -330,41 +325,6 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
     elif state["prior_epochs_done"] == 0:  # prior_epochs == 0: build it untrained so the bundle is whole
         prior({"z": p_train[0]["z"][:1], "pitch": p_train[0]["pitch"][:1]})
 
-    # ---- stage 3: copies of the prior whose free-running walks are matched to the data -------
-    # Walks drift over a hundred frames and more, by a little per step that scheduled sampling does
-    # not see, and each training of a prior drifts its own way. Each copy is fine-tuned for a few
-    # epochs with the moment loss (prior.moment_loss: at a tenth of the rate, gradients clipped,
-    # as they run through whole walks), from its own seed and shuffle; sampling mixes the prior
-    # and its copies (prior.NumpyPrior), whose drifts partly cancel.
-    # Both kinds of window at one length (the walks' length is fixed when traced), each batched on
-    # its own: a batch's statistics are those of walks begun alike (from the start frame, or inside
-    # a sound), as an unprimed walk or a texture loop's continuation is.
-    m_train = pad_windows(p_train)
-    tuned = []
-    for k in range(1, settings.prior_members if settings.prior_epochs and settings.prior_moment_epochs else 1):
-        stage = f"moments{k}"
-        state.setdefault(f"{stage}_epochs_done", 0)
-
-        def build_copy(k=k):
-            with strategy.scope():
-                copy = LatentPrior.from_config({**prior.get_config(), "moment_weight": settings.prior_moment_weight,
-                                                "seed": settings.seed + k})
-                copy({"z": m_train[0]["z"][:1], "pitch": m_train[0]["pitch"][:1]})
-                copy.set_weights(prior.get_weights())
-                copy.compile(optimizer=keras.optimizers.Adam(0.1 * settings.learning_rate, global_clipnorm=1.0))
-            return copy
-
-        path = work / f"prior_{stage}.keras"
-        copy = restore(stage, path, build_copy)
-        if state[f"{stage}_epochs_done"] < settings.prior_moment_epochs:
-            log(f"prior copy {k}/{settings.prior_members - 1}: walks of up to "
-                f"{min(ROLLOUT_FRAMES, m_train[0]['z'].shape[1] - 1)} frames matched to the data")
-            copy = fit(copy, stage, path, build_copy,
-                       lambda attempt, k=k: tf_dataset(m_train, batch_size=settings.batch_size,
-                                                       seed=settings.seed + 100 * k + attempt),
-                       p_val, settings.prior_moment_epochs)
-        tuned.append(copy)
-
     # ---- held-out metrics and the bundle ---------------------------------------------------
     metrics = {}
     if val_idx:
@@ -373,11 +333,6 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
                                                                     return_dict=True).items()}
         if p_val is not None and settings.prior_epochs:
             metrics["val_prior_nll"] = float(prior.evaluate(p_val, verbose=0))
-            if tuned:
-                metrics["val_prior_copies_nll"] = [float(c.evaluate(p_val, verbose=0)) for c in tuned]
-    if tuned:
-        prior = prior.with_members([copy.net for copy in tuned])  # what the bundle samples from
-
     elapsed_s = elapsed()
     hyper = {k: v for k, v in asdict(settings).items() if k not in ("strategy", "extra")}
     training = {
