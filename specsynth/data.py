@@ -178,28 +178,36 @@ def active_span(frames_db, *, top_db=30.0):
     return slice(int(loud[0]), int(loud[-1]) + 1)
 
 
-def segments(frames_list, pitches, seg_len, *, hop=None):
-    """Cut frame sequences into ``[n, seg_len, F]`` segments (short items are padded at the floor
-    value by edge repetition) with their pitch labels ``[n]``."""
+def segment_rows(lengths, seg_len, *, hop=None):
+    """Row numbers ``[n, seg_len]`` (int32) into the items' frames stacked end to end, for every
+    ``seg_len``-frame segment of every item, and the item each belongs to ``[n]``.
+
+    Segments start every ``hop`` frames (default ``seg_len // 2``) and one more ends at the item's
+    end; an item shorter than ``seg_len`` is padded by repeating its last frame. Rows, not copies:
+    half-overlapping segments of a large set would hold every frame twice more.
+    """
     hop = hop or seg_len // 2
-    segs, labels = [], []
-    for f, p in zip(frames_list, pitches):
-        if len(f) < seg_len:
-            f = np.concatenate([f, np.repeat(f[-1:], seg_len - len(f), axis=0)], axis=0)
-        starts = list(range(0, len(f) - seg_len + 1, hop))
-        if starts[-1] != len(f) - seg_len:
-            starts.append(len(f) - seg_len)
+    rows, owner, offset = [], [], 0
+    for item, n in enumerate(lengths):
+        starts = list(range(0, max(n - seg_len, 0) + 1, hop))
+        if starts[-1] != max(n - seg_len, 0):
+            starts.append(n - seg_len)
         for s in starts:
-            segs.append(f[s : s + seg_len])
-            labels.append(p)
-    return np.stack(segs).astype(np.float32), np.asarray(labels, np.int64)
+            rows.append(offset + np.minimum(s + np.arange(seg_len), n - 1))
+            owner.append(item)
+        offset += n
+    return np.asarray(rows, np.int32).reshape(-1, seg_len), np.asarray(owner, np.int64)
 
 
-def tf_dataset(inputs, *, batch_size, shuffle=True, seed=0):
+def tf_dataset(inputs, *, batch_size, shuffle=True, seed=0, rows=None):
     """A cached, shuffled, batched, prefetched ``tf.data.Dataset`` over in-memory arrays.
 
     ``inputs`` is a dict of arrays, or a list of such dicts whose sequences differ in length (each
     is batched on its own; the batches of all of them are interleaved, at random if ``shuffle``).
+    With ``rows`` (``(table, offset, scale)``: a float array ``[total, F]`` and the normalisation
+    ``(x - offset) / scale`` of what is read from it), ``inputs["frames"]`` holds row numbers into
+    ``table`` (:func:`segment_rows`), read batch by batch, so overlapping segments of a large set
+    share one copy of its frames.
     """
     import tensorflow as tf
 
@@ -221,4 +229,12 @@ def tf_dataset(inputs, *, batch_size, shuffle=True, seed=0):
         ds = batched[0]
         for more in batched[1:]:
             ds = ds.concatenate(more)
+    if rows is not None:
+        # a variable, not a constant: a dataset's graph may be serialised, and a constant over
+        # 2 GB cannot be
+        table, offset, scale = rows
+        with tf.device("/cpu:0"):
+            table = tf.Variable(table, trainable=False, dtype=tf.float32)
+        offset, scale = tf.constant(offset, tf.float32), tf.constant(scale, tf.float32)
+        ds = ds.map(lambda batch: {**batch, "frames": (tf.gather(table, batch["frames"]) - offset) / scale})
     return ds.prefetch(tf.data.AUTOTUNE)

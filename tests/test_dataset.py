@@ -236,12 +236,13 @@ def test_a_folder_that_is_not_a_dataset(tmp_path):
         data.Dataset(tmp_path)
 
 
-def test_segments():
+def test_segment_rows():
     long = np.arange(100 * 3, dtype=np.float32).reshape(100, 3)
     short = np.full((10, 3), 7.0, np.float32)
     short[-1] = 9.0
-    segs, labels = data.segments([long, short], [60, 128], 32)
-    assert segs.shape[1:] == (32, 3) and segs.dtype == np.float32
+    rows, owner = data.segment_rows([len(long), len(short)], 32)
+    segs, labels = np.concatenate([long, short])[rows], np.asarray([60, 128])[owner]
+    assert segs.shape[1:] == (32, 3) and rows.dtype == np.int32
     n_long = len([s for s in range(0, 100 - 32 + 1, 16)]) + 1  # hop 16, plus one ending at the end
     assert len(segs) == n_long + 1
     assert labels.tolist() == [60] * n_long + [128]
@@ -268,6 +269,23 @@ def test_tf_dataset_batches():
     assert sorted(order) == list(range(n))  # ... but every item exactly once
     got_pitch = np.concatenate([b["pitch"] for b in shuffled])
     np.testing.assert_array_equal(got_pitch, pitch[order])  # and pairs kept together
+
+
+def test_tf_dataset_reads_segments_by_row_from_one_table():
+    rng = np.random.default_rng(0)
+    items = [rng.standard_normal((n, 5)).astype(np.float32) for n in (40, 7, 23)]
+    rows, owner = data.segment_rows([len(f) for f in items], 16)
+    assert rows.dtype == np.int32 and owner.tolist() == [0, 0, 0, 0, 1, 2, 2]  # starts 0, 8, 16, 24 | 0 | 0, 7
+    table = np.concatenate(items)
+    segs, labels = table[rows], np.asarray([60, 61, 62])[owner]
+    ds = data.tf_dataset({"frames": rows, "pitch": labels}, batch_size=3, shuffle=False, rows=(table, 1.0, 0.5))
+    batches = list(ds.as_numpy_iterator())
+    assert [b["frames"].shape for b in batches] == [(3, 16, 5), (3, 16, 5), (1, 16, 5)]
+    np.testing.assert_allclose(np.concatenate([b["frames"] for b in batches]), 2 * (segs - 1), rtol=1e-6)
+    np.testing.assert_array_equal(np.concatenate([b["pitch"] for b in batches]), labels)
+    shuffled = np.concatenate([b["frames"] for b in data.tf_dataset(
+        {"frames": rows, "pitch": labels}, batch_size=3, seed=1, rows=(table, 0.0, 1.0)).as_numpy_iterator()])
+    assert sorted(map(bytes, shuffled)) == sorted(map(bytes, segs))  # every segment once, rows kept together
 
 
 def test_tf_dataset_interleaves_parts_of_different_lengths():

@@ -162,7 +162,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
 
     Returns the loaded :class:`specsynth.model.bundle.Model`.
     """
-    from ..data import Dataset, active_span, segments, tf_dataset
+    from ..data import Dataset, active_span, segment_rows, tf_dataset
 
     settings = settings or TrainSettings()
     settings.check()
@@ -223,10 +223,17 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
     frame_mean = np.asarray(state["frame_mean"], np.float32)
     frame_std = np.asarray(state["frame_std"], np.float32)
 
-    def vae_inputs(indices):
-        frames = [(data.item_frames(data.items[i]) - frame_mean) / frame_std for i in indices]
-        segs, labels = segments(frames, [data.items[i]["pitch"] for i in indices], settings.segment_frames)
-        return {"frames": segs, "pitch": pitch_features(labels)}
+    def vae_inputs(indices, **options):
+        """The segments of these items as a dataset: rows into one table of their frames."""
+        table = np.concatenate([data.item_frames(data.items[i]) for i in indices])
+        rows, owner = segment_rows([data.items[i]["frames"] for i in indices], settings.segment_frames)
+        labels = np.asarray([data.items[i]["pitch"] for i in indices])[owner]
+        return tf_dataset({"frames": rows, "pitch": pitch_features(labels)}, batch_size=settings.batch_size,
+                          rows=(table, frame_mean, frame_std), **options)
+
+    def vae_steps():
+        rows, _ = segment_rows([data.items[i]["frames"] for i in train_idx], settings.segment_frames)
+        return settings.epochs * -(-len(rows) // settings.batch_size)
 
     train_idx, val_idx = state["train_items"], state["val_items"]
 
@@ -260,18 +267,18 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
             # Gradients of the pretrained recipe have a global norm of about 400-600 (p90 about 1000,
             # the largest of 600 early steps 1800); only a spike beyond that is scaled down, before
             # Adam turns it into a jump of the weights the run may not come back from.
-            vae.compile(optimizer=keras.optimizers.Adam(settings.learning_rate, global_clipnorm=settings.clip_norm))
+            # The rate falls to 5% over the run (cosine), as the prior's: a constant one left the
+            # last epochs' weights wherever Adam's noise put them.
+            rate = keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(vae_steps(), 1), alpha=0.05)
+            vae.compile(optimizer=keras.optimizers.Adam(rate, global_clipnorm=settings.clip_norm))
         return vae
 
     vae = restore("vae", vae_path, build_vae)
     if state["vae_epochs_done"] < settings.epochs:
-        train_in = vae_inputs(train_idx)
-        val_in = vae_inputs(val_idx) if val_idx else None
-        log(f"VAE: {len(train_idx)} training items ({len(train_in['frames'])} segments of "
-            f"{settings.segment_frames} frames), {len(val_idx)} held out")
-        vae = fit(vae, "vae", vae_path, build_vae,
-                  lambda attempt: tf_dataset(train_in, batch_size=settings.batch_size, seed=settings.seed + attempt),
-                  tf_dataset(val_in, batch_size=settings.batch_size, shuffle=False) if val_in else None, settings.epochs)
+        log(f"VAE: {len(train_idx)} training items ({vae_steps() // settings.epochs} batches of "
+            f"{settings.batch_size} segments of {settings.segment_frames} frames), {len(val_idx)} held out")
+        vae = fit(vae, "vae", vae_path, build_vae, lambda attempt: vae_inputs(train_idx, seed=settings.seed + attempt),
+                  vae_inputs(val_idx, shuffle=False) if val_idx else None, settings.epochs)
 
     # ---- stage 2: prior on encoder means ---------------------------------------------------
     def encode_item(i):
@@ -328,8 +335,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
     # ---- held-out metrics and the bundle ---------------------------------------------------
     metrics = {}
     if val_idx:
-        v = vae_inputs(val_idx)
-        metrics["val_vae"] = {k: float(x) for k, x in vae.evaluate(v, batch_size=settings.batch_size, verbose=0,
+        metrics["val_vae"] = {k: float(x) for k, x in vae.evaluate(vae_inputs(val_idx, shuffle=False), verbose=0,
                                                                     return_dict=True).items()}
         if p_val is not None and settings.prior_epochs:
             metrics["val_prior_nll"] = float(prior.evaluate(p_val, verbose=0))
@@ -337,7 +343,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
     hyper = {k: v for k, v in asdict(settings).items() if k not in ("strategy", "extra")}
     training = {
         "items": len(data.items), "train_items": len(train_idx), "val_items": len(val_idx),
-        "val_names": [data.items[i]["name"] for i in val_idx][:200],
+        "val_names": [data.items[i]["name"] for i in val_idx][:5000],
         "data_summary": data.summary, "seconds": round(elapsed_s, 1), "seed": settings.seed,
         "machine": _machine(), "history": state.get("history", {}),
     }
