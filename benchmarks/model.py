@@ -16,9 +16,9 @@ On the held-out soundfont notes of specsynth.model.recipe (programs and pitches 
 * prior: latents sampled from the LSTM prior (unprimed, temperature 1, one walk per note at its
   pitch, as long as that note's sounding part) against the encoded latents of the sounding part
   (what the prior is trained on) of held-out notes of the training programs: the bundle's
-  validation notes and every training program at every held-out pitch (about 940 notes; the
-  107 validation notes alone differ from the training notes by up to 33% in one dimension's
-  variance, so they cannot resolve 20%): per-dimension mean (difference in units of the encoded
+  validation notes and every training program at every held-out pitch (1,256 notes for the
+  recipe's bundle; the previous bundle's 107 validation notes alone differed from its training
+  notes by up to 33% in one dimension's variance, so they could not resolve 20%): per-dimension mean (difference in units of the encoded
   std) and variance (ratio), target within 20%. For scale: the training notes' own latents
   against the same reference (what a prior that reproduced its training data would score), and
   the prior against the 16 held-out notes (mostly programs never trained on);

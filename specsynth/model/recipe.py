@@ -16,13 +16,25 @@ HELDOUT_PITCHES = tuple(range(37, 85, 6))  # 37, 43, ..., 79: never trained on, 
 
 
 def train_pitches(program):
-    """Every fourth note from C2 up to C6, offset by program so that together the programs cover
-    every semitone except the held-out ones (which no program is trained on)."""
-    return tuple(k for k in range(36 + program % 4, 85, 4) if k not in HELDOUT_PITCHES)
+    """Every note from C2 up to C6 but the held-out ones (which no program is trained on). Every
+    fourth note, as the first bundles had, fitted the training notes far better than notes between
+    them (validation reconstruction 26 against 44): four times the notes, each seen a quarter as
+    often, generalise better for the same training time."""
+    return tuple(k for k in range(36, 85) if k not in HELDOUT_PITCHES)
+
+
 VELOCITY = 100
 # Held-out notes for the benchmarks: unseen programs at unseen pitches, and seen programs at unseen pitches.
 HELDOUT_NOTES = tuple(zip(HELDOUT_PROGRAMS, HELDOUT_PITCHES)) + (
     (0, 61), (42, 49), (73, 73), (56, 67), (24, 55), (33, 43), (19, 79), (81, 67))
+
+
+def recipe_settings():
+    """The pretrained bundle's settings: the defaults, with fewer epochs over its four times larger
+    set of notes (about as many optimizer steps as the defaults take over every fourth note)."""
+    from .train import TrainSettings
+
+    return TrainSettings(epochs=7, prior_epochs=3)
 
 
 def training_items(config, progress=None):
@@ -42,13 +54,13 @@ def train_pretrained(out="pretrained", *, config=None, settings=None, overwrite=
     """Render the training notes and train the default bundle into ``out``."""
     from .. import spectral
     from ..data import Dataset
-    from .train import TrainSettings, train
+    from .train import train
 
     config = config or spectral.SpectralConfig()
     items, summary = training_items(config)
-    summary = {**summary, "programs": list(TRAIN_PROGRAMS), "pitches": "every 4th note from 36 + program % 4 to 84",
+    summary = {**summary, "programs": list(TRAIN_PROGRAMS), "pitches": "every note from 36 to 84 but the held-out ones",
                "heldout_programs": list(HELDOUT_PROGRAMS), "heldout_pitches": list(HELDOUT_PITCHES)}
-    return train(Dataset.from_items(items, config, summary), Path(out), settings=settings or TrainSettings(),
+    return train(Dataset.from_items(items, config, summary), Path(out), settings=settings or recipe_settings(),
                  overwrite=overwrite, verbose=verbose)
 
 
