@@ -18,10 +18,11 @@ On the held-out soundfont notes of specsynth.model.recipe (programs and pitches 
   (what the prior is trained on) of held-out notes of the training programs: the bundle's
   validation notes and every training program at every held-out pitch (1,256 notes for the
   recipe's bundle; the previous bundle's 107 validation notes alone differed from its training
-  notes by up to 33% in one dimension's variance, so they could not resolve 20%): per-dimension mean (difference in units of the encoded
-  std) and variance (ratio), target within 20%. For scale: the training notes' own latents
-  against the same reference (what a prior that reproduced its training data would score), and
-  the prior against the 16 held-out notes (mostly programs never trained on);
+  notes by up to 33% in one dimension's variance, so they could not resolve 20%): per-dimension
+  mean (difference in units of the encoded std) and variance (ratio), target within 20%. For
+  scale: the training notes' own latents against the same reference (what a prior that
+  reproduced its training data would score), and the prior against the 16 held-out notes
+  (mostly programs never trained on);
 * for scale, the round trip gap of 16 notes the VAE was trained on (one of each of 16 training
   programs, drawn with a fixed seed): what the model reaches on sounds it has fitted;
 * for scale, a bound on the round trip gap: the note's true magnitudes with every bin within 1.5
@@ -72,7 +73,8 @@ def sounding_latents(model, notes):
         if not np.any(x):
             continue
         kept.append((program, pitch))
-        latents.append(model.encode(x, pitch=pitch)[active_span(spectral.analyze(x, model.config))])
+        frames = spectral.analyze(x, model.config)  # analysed once, for the encoder and the span
+        latents.append(model.encode_frames(frames, pitch=pitch)[active_span(frames)])
     return kept, latents
 
 
