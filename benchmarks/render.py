@@ -7,9 +7,11 @@
   (model loading in the workers included). Target >= 2 million samples/s on 2 cores.
 * NSynth Super-sized set (`--full`): 9 x 9 positions x 16 pitches (1,296 sounds of 4 s).
 * loops: spectral flux across the wrap point vs the median flux inside, for every loop
-  (seeded by several notes, and unseeded, at two temperatures). Target: seam <= median. The
-  flux where the latent tail was blended into the head (inside the loop, since the file starts
-  at its steadiest frame) is shown too, with its rank among all the loop's fluxes.
+  (seeded by several notes, and unseeded, at two temperatures). Target: seam <= median, and every
+  loop sounds (RMS above -60 dBFS) and moves (median flux at least 0.05: a frozen loop, every
+  frame alike, has seam and median 0). The flux where the latent tail was blended into the
+  head (inside the loop, since the file starts at its steadiest frame) is shown too, with its
+  rank among all the loop's fluxes.
 * interpolation: along 7-step series between held-out note pairs, the log-mel distance to A
   rises and to B falls monotonically (median over pairs), and the endpoints are as close to A
   and B as the model's own round trip.
@@ -60,6 +62,9 @@ def throughput(model_path, resolution, pitches, workers, method):
     return {"sounds": len(files), "samples": n, "wall": wall, "rate": n / wall, "ok": code == 0}
 
 
+MIN_FLUX, MIN_LEVEL_DB = 0.05, -60.0  # a loop quieter, or stiller, than this is not a texture
+
+
 def loops(model):
     rows = []
     for seed_note in LOOP_SEEDS:
@@ -69,8 +74,9 @@ def loops(model):
             label = "unseeded" if seed_note is None else note_name(*seed_note)
             flux, _ = metrics.circular_flux(r.samples, model.config)
             blend = r.metrics["blend_flux"]
+            level = 10 * np.log10(max(float(np.mean(np.square(r.samples))), 1e-20))
             rows.append((label, temperature, r.metrics["seam_flux"], r.metrics["median_flux"], blend,
-                         float(np.mean(flux < blend)), len(r.samples)))
+                         float(np.mean(flux < blend)), len(r.samples), level))
     return rows
 
 
@@ -119,9 +125,12 @@ def main(argv=None):
         lines.append(f"| NSynth Super set 9x9 x 16 pitches, {args.workers} workers | {full['sounds']} | "
                      f"{full['samples']:,} | {full['wall']:.1f} | {full['rate'] / 1e6:.2f} M |")
     lines += ["", "| loop (8 s) | temperature | seam flux | median flux inside | flux at the blend point | "
-              "its rank among the loop's fluxes | samples |", "|---|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {name} | {t:g} | {s:.3f} | {m:.3f} | {b:.3f} | {rank:.0%} | {n} |"
-              for name, t, s, m, b, rank, n in loop_rows]
+              "its rank among the loop's fluxes | samples | RMS level |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {name} | {t:g} | {s:.3f} | {m:.3f} | {b:.3f} | {rank:.0%} | {n} | {level:.1f} dBFS |"
+              for name, t, s, m, b, rank, n, level in loop_rows]
+    # a loop passes when its seam is no rougher than its inside, and it is a texture: it sounds
+    # (RMS above -60 dBFS) and moves (a frozen loop, every frame alike, has seam and median flux 0)
+    loop_ok = [s <= m and m >= MIN_FLUX and level > MIN_LEVEL_DB for _, _, s, m, _, _, _, level in loop_rows]
     lines += ["", "| step | 0 | " + " | ".join(str(i) for i in range(1, len(med_a))) + " |",
               "|---|" + "---:|" * len(med_a),
               "| median LSD to A (dB) | " + " | ".join(f"{v:.2f}" for v in med_a) + " |",
@@ -135,8 +144,9 @@ def main(argv=None):
               + (f"{full['rate'] / 1e6:.2f} M output samples/s on the NSynth Super-sized set ({full['sounds']} "
                  f"sounds in {full['wall']:.0f} s, whole command); " if full else "")
               + f"{tp['rate'] / 1e6:.2f} M/s on {tp['sounds']} sounds, start-up included (target >= 2 M/s on 2 cores)",
-              f"- {verdict(all(s <= m for _, _, s, m, *_ in loop_rows))} loops: seam flux <= median inside for "
-              f"{sum(s <= m for _, _, s, m, *_ in loop_rows)} of {len(loop_rows)} loops (each file starts at its "
+              f"- {verdict(all(loop_ok))} loops: seam flux <= median inside, the loop sounding (RMS > "
+              f"{MIN_LEVEL_DB:g} dBFS) and not frozen (median flux >= {MIN_FLUX:g}) for "
+              f"{sum(loop_ok)} of {len(loop_rows)} loops (each file starts at its "
               "steadiest frame; the latent blend point, inside the loop, ranks at the "
               f"{statistics.median(r[5] for r in loop_rows):.0%} median and {max(r[5] for r in loop_rows):.0%} worst "
               "among the loop's frame-to-frame fluxes)",

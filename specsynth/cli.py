@@ -140,7 +140,8 @@ def build_parser():
 
 def _add_render_args(p):
     p.add_argument("--model", default="pretrained", help="bundle folder (default: pretrained/)")
-    p.add_argument("--pitch", default=None, help="render at this MIDI note (default: from the sounds)")
+    p.add_argument("--pitch", default=None, help="render at this MIDI note, 128 for unpitched (default: from the "
+                   "sounds; a loop with no seed sound: the model's Model.walk_pitch)")
     _add_phase_args(p)
     p.add_argument("--overwrite", action="store_true")
 

@@ -252,13 +252,14 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
          method=phase.DEFAULT_METHOD, n_iter=None):
     """A seamless texture loop of exactly ``round(seconds * sample_rate)`` samples.
 
-    The LSTM prior is primed with the seed sound's latents (or starts cold), sampled for the loop
-    length plus a blend region; the tail that follows the loop is crossfaded into its head in
-    latent space, so the last frame flows into the first; the decoder sees the sequence wrapped
-    around; phase is reconstructed in circular mode; and the result is resampled periodically
-    (FFT) to the exact length, which keeps the wrap seamless. The file then starts at the loop's
-    steadiest frame (see :func:`_steadiest_start`); ``metrics["blend_flux"]`` is the flux where
-    the blend sits inside it.
+    The LSTM prior is primed with the seed sound's latents (or starts cold, at ``pitch`` or else
+    at the model's :attr:`~specsynth.model.bundle.Model.walk_pitch`), sampled for the loop length
+    plus a blend region; the tail that follows the loop is crossfaded into its head in latent
+    space, so the last frame flows into the first; the decoder sees the sequence wrapped around;
+    phase is reconstructed in circular mode; and the result is resampled periodically (FFT) to
+    the exact length, which keeps the wrap seamless. The file then starts at the loop's steadiest
+    frame (see :func:`_steadiest_start`); ``metrics["blend_flux"]`` is the flux where the blend
+    sits inside it.
     """
     started = time.perf_counter()
     seconds = float(seconds)
@@ -268,7 +269,7 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
     n_samples = int(round(seconds * sr))
     n_frames = -(-n_samples // hop)
     n_blend = int(np.clip(round(blend_seconds * model.frame_rate), 1, max(1, n_frames // 2)))
-    prime, label = None, UNPITCHED if pitch is None else model.pitch_label(pitch)
+    prime, label = None, model.walk_pitch if pitch is None else model.pitch_label(pitch)
     if seed_sound is not None:
         src = encode_sound(model, seed_sound, pitch="auto" if pitch is None else pitch)
         prime, label = src.latents, src.pitch if pitch is None else label

@@ -695,6 +695,17 @@ def test_train_writes_a_complete_bundle(seed_runs):
     np.testing.assert_array_equal(runs["a"].encode(x, pitch=60), specsynth.load(out).encode(x, pitch=60))
 
 
+@pytest.mark.parametrize("counts, label", [({"48": 1, "60": 1, "72": 1}, 60), ({"40": 5, "60": 1, "72": 1}, 40),
+                                           ({"60": 2, "128": 3}, 128), ({"60": 3, "128": 2}, 60), (None, 128)])
+def test_a_walk_without_seed_or_pitch_takes_the_training_sounds_median_pitch(counts, label):
+    from types import SimpleNamespace
+
+    from specsynth.model.bundle import Model
+
+    training = {} if counts is None else {"pitch_counts": counts}  # None: a bundle from before the counts
+    assert Model.walk_pitch.fget(SimpleNamespace(meta={"training": training})) == label
+
+
 def test_tiny_bundle_has_held_out_metrics_and_history(tiny_bundle):
     meta = json.loads((Path(tiny_bundle) / "config.json").read_text())
     metrics = json.loads((Path(tiny_bundle) / "metrics.json").read_text())
@@ -719,18 +730,19 @@ def test_same_seed_same_weights_other_seed_other_weights(seed_runs):
     assert np.abs(za - zc).max() > 1e-3
 
 
-@pytest.mark.parametrize("anywhere", [8, 0])
-def test_prior_trains_on_windows_from_the_onset_and_cut_anywhere(tone_dataset, tmp_path, anywhere):
+@pytest.mark.parametrize("anywhere, every", [(8, 1), (0, 1), (8, 2)])
+def test_prior_trains_on_windows_from_the_onset_and_cut_anywhere(tone_dataset, tmp_path, anywhere, every):
     from specsynth.model.train import train
 
     logs = []
-    model = train(tone_dataset, tmp_path / "m", settings=tiny_settings(prior_epochs=1, prior_anywhere_frames=anywhere),
-                  verbose=0, log=logs.append)
+    settings = tiny_settings(prior_epochs=1, prior_anywhere_frames=anywhere, prior_every=every)
+    model = train(tone_dataset, tmp_path / "m", settings=settings, verbose=0, log=logs.append)
     line = next(line for line in logs if line.startswith("prior: "))
     # each of the 3 tones sounds for 65 frames: 8 half-overlapping onset windows of 16 frames (after
-    # the start frame) and 15 windows of 8 frames cut anywhere
-    assert line.startswith("prior: 24 onset windows of up to 16 frames")
-    assert line.endswith(", 45 of 8") if anywhere else line.endswith(" frames")
+    # the start frame) and 15 windows of 8 frames cut anywhere; every 2nd tone: the 1st and the 3rd
+    tones = 3 if every == 1 else 2
+    assert line.startswith(f"prior: {8 * tones} onset windows of up to 16 frames")
+    assert line.endswith(f", {15 * tones} of 8") if anywhere else line.endswith(" frames")
     assert model.prior.starts and len(model.meta["training"]["history"]["prior"]) == 1
 
 
@@ -759,7 +771,7 @@ def test_overwrite_replaces_the_bundle_but_keeps_the_users_files(seed_runs):
                                           ({"strategy": "tpu"}, "strategy"), ({"z_dim": 0}, "z_dim"),
                                           ({"prior_sampled_passes": 0}, "prior_sampled_passes"),
                                           ({"learning_rate": 0.0}, "learning_rate"),
-                                          ({"clip_norm": 0.0}, "clip_norm")])
+                                          ({"clip_norm": 0.0}, "clip_norm"), ({"prior_every": 0}, "prior_every")])
 def test_bad_settings_are_refused_before_anything_is_written(tone_dataset, tmp_path, change, word):
     from specsynth.model.train import train
 

@@ -133,6 +133,12 @@ def test_loop_file_starts_where_the_sound_is_steadiest(config):
 def test_loop_without_a_seed_and_bad_lengths(model):
     r = ops.loop(model, None, seconds=0.5, seed=1)
     assert r.samples.shape == (SR // 2,) and not r.params["seeded"]
+    # trained on pitched notes only: with no pitch asked, the walk takes their median pitch, not
+    # the unpitched label the model never saw; asked for, it is still there
+    counts = model.meta["training"]["pitch_counts"]
+    assert "128" not in counts and sum(counts.values()) == model.meta["training"]["train_items"]
+    assert r.pitch == r.params["pitch"] == model.walk_pitch and str(r.pitch) in counts
+    assert ops.loop(model, None, seconds=0.5, seed=1, pitch=128).pitch == 128
     with pytest.raises(ConfigError, match="loop length"):
         ops.loop(model, None, seconds=0.1)
 

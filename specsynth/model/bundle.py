@@ -119,6 +119,23 @@ class Model:
             return UNPITCHED
         return check_pitch(pitch)
 
+    @property
+    def walk_pitch(self):
+        """The label of a walk given neither a seed nor a pitch (an unseeded loop): unpitched if
+        most of the training sounds were, else their median pitch. A model trained on pitched
+        notes alone never saw the unpitched label, and walks with it could come out anywhere
+        (one prior's came out frozen at +46 dBFS). Bundles that do not count their training
+        labels walk unpitched, as they always did."""
+        counts = self.meta.get("training", {}).get("pitch_counts")
+        if not counts:
+            return UNPITCHED
+        pitched = sorted((int(k), int(n)) for k, n in counts.items() if int(k) != UNPITCHED)
+        total = sum(n for _, n in pitched)
+        if total <= int(counts.get(str(UNPITCHED), 0)):
+            return UNPITCHED
+        cumulative = np.cumsum([n for _, n in pitched])
+        return pitched[int(np.searchsorted(cumulative, total / 2))][0]
+
     # -- encode / decode --------------------------------------------------------------------
     def encode_frames(self, frames, *, pitch):
         """dB frames ``[time, F]`` -> latents ``[time, z]`` (encoder means)."""

@@ -45,6 +45,7 @@ class TrainSettings:
     prior_onset_weight: float = 15.0  # extra loss weight on a sound's first frames (see prior.windows)
     prior_sampled_inputs: float = 0.75
     prior_sampled_passes: int = 4  # passes of scheduled sampling (see prior.LatentPrior)
+    prior_every: int = 1  # the prior trains on every n-th training sound's latents
     val_fraction: float = 0.1
     seed: int = 0
     strategy: str | None = None
@@ -59,6 +60,8 @@ class TrainSettings:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not self.clip_norm > 0:
             raise ConfigError(f"clip_norm must be > 0, got {self.clip_norm}")
+        if self.prior_every < 1:
+            raise ConfigError(f"prior_every must be >= 1, got {self.prior_every}")
         if self.prior_sampled_passes < 1:
             raise ConfigError(f"prior_sampled_passes must be >= 1, got {self.prior_sampled_passes}")
         if not 0 <= self.prior_sampled_inputs <= 1:
@@ -287,11 +290,12 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
         pf = pitch_features(item["pitch"])[None]
         return np.asarray(vae.encoder([x, pf], training=False)[0])[0]
 
-    all_idx = train_idx + val_idx
+    # A subset of the sounds, seen more often, fits their paths more tightly (see the recipe).
+    prior_idx = train_idx[:: settings.prior_every]
     # The prior learns how *sounding* latents move: release tails and silence would teach it that
     # everything fades out, and a texture loop grown from it would too.
-    latents = {i: encode_item(i)[active_span(data.item_frames(data.items[i]))] for i in all_idx}
-    train_lat = np.concatenate([latents[i] for i in train_idx])
+    latents = {i: encode_item(i)[active_span(data.item_frames(data.items[i]))] for i in prior_idx + val_idx}
+    train_lat = np.concatenate([latents[i] for i in prior_idx])
     latent_mean, latent_std = train_lat.mean(axis=0), np.maximum(train_lat.std(axis=0), 1e-3)
 
     def prior_inputs(indices):
@@ -306,7 +310,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
             parts.append(windows(seqs, pitches, settings.prior_anywhere_frames + 1, starts=False))
         return parts
 
-    p_train = prior_inputs(train_idx)
+    p_train = prior_inputs(prior_idx)
     p_val = tf_dataset(prior_inputs(val_idx), batch_size=settings.batch_size, shuffle=False) if val_idx else None
     prior_path = work / "prior.keras"
 
@@ -341,8 +345,10 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
             metrics["val_prior_nll"] = float(prior.evaluate(p_val, verbose=0))
     elapsed_s = elapsed()
     hyper = {k: v for k, v in asdict(settings).items() if k not in ("strategy", "extra")}
+    labels, counts = np.unique([data.items[i]["pitch"] for i in train_idx], return_counts=True)
     training = {
         "items": len(data.items), "train_items": len(train_idx), "val_items": len(val_idx),
+        "pitch_counts": {str(k): int(n) for k, n in zip(labels, counts)},  # training sounds per label
         "val_names": [data.items[i]["name"] for i in val_idx][:5000],
         "data_summary": data.summary, "seconds": round(elapsed_s, 1), "seed": settings.seed,
         "machine": _machine(), "history": state.get("history", {}),
