@@ -8,10 +8,11 @@
 * NSynth Super-sized set (`--full`): 9 x 9 positions x 16 pitches (1,296 sounds of 4 s).
 * loops: spectral flux across the wrap point vs the median flux inside, for every loop
   (seeded by several notes, and unseeded, at two temperatures). Target: seam <= median, and every
-  loop sounds (RMS above -60 dBFS) and moves (median flux at least 0.05: a frozen loop, every
-  frame alike, has seam and median 0). The flux where the latent tail was blended into the
-  head (inside the loop, since the file starts at its steadiest frame) is shown too, with its
-  rank among all the loop's fluxes.
+  loop sounds (RMS above -60 dBFS; a seeded one less than 12 dB below its seed's held part: a
+  loop grows from the seed's body, and one primed with its release tail went on fading) and
+  moves (median flux at least 0.05: a frozen loop, every frame alike, has seam and median 0).
+  The flux where the latent tail was blended into the head (inside the loop, since the file
+  starts at its steadiest frame) is shown too, with its rank among all the loop's fluxes.
 * interpolation: along 7-step series between held-out note pairs, the log-mel distance to A
   rises and to B falls monotonically (median over pairs), and the endpoints are as close to A
   and B as the model's own round trip.
@@ -63,6 +64,11 @@ def throughput(model_path, resolution, pitches, workers, method):
 
 
 MIN_FLUX, MIN_LEVEL_DB = 0.05, -60.0  # a loop quieter, or stiller, than this is not a texture
+MIN_SEED_DB = -12.0  # a seeded loop this far below its seed's held part has faded out
+
+
+def rms_db(samples):
+    return 10 * np.log10(max(float(np.mean(np.square(samples))), 1e-20))
 
 
 def loops(model):
@@ -74,9 +80,11 @@ def loops(model):
             label = "unseeded" if seed_note is None else note_name(*seed_note)
             flux, _ = metrics.circular_flux(r.samples, model.config)
             blend = r.metrics["blend_flux"]
-            level = 10 * np.log10(max(float(np.mean(np.square(r.samples))), 1e-20))
+            level = rms_db(r.samples)
+            # against the seed note's held part (3 s of its 4): a loop grows from its body
+            to_seed = None if seed is None else level - rms_db(seed[: 3 * len(seed) // 4])
             rows.append((label, temperature, r.metrics["seam_flux"], r.metrics["median_flux"], blend,
-                         float(np.mean(flux < blend)), len(r.samples), level))
+                         float(np.mean(flux < blend)), len(r.samples), level, to_seed))
     return rows
 
 
@@ -125,12 +133,15 @@ def main(argv=None):
         lines.append(f"| NSynth Super set 9x9 x 16 pitches, {args.workers} workers | {full['sounds']} | "
                      f"{full['samples']:,} | {full['wall']:.1f} | {full['rate'] / 1e6:.2f} M |")
     lines += ["", "| loop (8 s) | temperature | seam flux | median flux inside | flux at the blend point | "
-              "its rank among the loop's fluxes | samples | RMS level |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {name} | {t:g} | {s:.3f} | {m:.3f} | {b:.3f} | {rank:.0%} | {n} | {level:.1f} dBFS |"
-              for name, t, s, m, b, rank, n, level in loop_rows]
+              "its rank among the loop's fluxes | samples | RMS level | against the seed's held part |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {name} | {t:g} | {s:.3f} | {m:.3f} | {b:.3f} | {rank:.0%} | {n} | {level:.1f} dBFS | "
+              + ("" if to_seed is None else f"{to_seed:+.1f} dB") + " |"
+              for name, t, s, m, b, rank, n, level, to_seed in loop_rows]
     # a loop passes when its seam is no rougher than its inside, and it is a texture: it sounds
     # (RMS above -60 dBFS) and moves (a frozen loop, every frame alike, has seam and median flux 0)
-    loop_ok = [s <= m and m >= MIN_FLUX and level > MIN_LEVEL_DB for _, _, s, m, _, _, _, level in loop_rows]
+    loop_ok = [s <= m and m >= MIN_FLUX and level > MIN_LEVEL_DB and (to_seed is None or to_seed > MIN_SEED_DB)
+               for _, _, s, m, _, _, _, level, to_seed in loop_rows]
     lines += ["", "| step | 0 | " + " | ".join(str(i) for i in range(1, len(med_a))) + " |",
               "|---|" + "---:|" * len(med_a),
               "| median LSD to A (dB) | " + " | ".join(f"{v:.2f}" for v in med_a) + " |",
@@ -145,7 +156,8 @@ def main(argv=None):
                  f"sounds in {full['wall']:.0f} s, whole command); " if full else "")
               + f"{tp['rate'] / 1e6:.2f} M/s on {tp['sounds']} sounds, start-up included (target >= 2 M/s on 2 cores)",
               f"- {verdict(all(loop_ok))} loops: seam flux <= median inside, the loop sounding (RMS > "
-              f"{MIN_LEVEL_DB:g} dBFS) and not frozen (median flux >= {MIN_FLUX:g}) for "
+              f"{MIN_LEVEL_DB:g} dBFS; a seeded one less than {-MIN_SEED_DB:g} dB below its seed's held part) and not "
+              f"frozen (median flux >= {MIN_FLUX:g}) for "
               f"{sum(loop_ok)} of {len(loop_rows)} loops (each file starts at its "
               "steadiest frame; the latent blend point, inside the loop, ranks at the "
               f"{statistics.median(r[5] for r in loop_rows):.0%} median and {max(r[5] for r in loop_rows):.0%} worst "

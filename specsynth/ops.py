@@ -248,6 +248,9 @@ def _steady_wrap(z, n_blend, width=15):
     return ((1 - g) * z + g * smooth).astype(z.dtype)
 
 
+BODY_DB = 10.0  # a loop's seed primes the prior up to its last frame this close to its loudest
+
+
 def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=None, blend_seconds=0.5,
          method=phase.DEFAULT_METHOD, n_iter=None):
     """A seamless texture loop of exactly ``round(seconds * sample_rate)`` samples.
@@ -274,11 +277,14 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
         src = encode_sound(model, seed_sound, pitch="auto" if pitch is None else pitch)
         prime, label = src.latents, src.pitch if pitch is None else label
         if src.samples is not None:
-            # prime with the sounding part, as the prior was trained: a release tail or silence
-            # after it would start the texture from nothing
+            # prime with the sound's body: from its onset (silence before it would start the
+            # texture from nothing) to its last frame within BODY_DB of its loudest. The prior
+            # learnt how notes go on, release included: primed with a release tail, it went on
+            # fading, and loops of held notes came out 20-30 dB below their seed.
             from .data import active_span
 
-            prime = prime[active_span(spectral.analyze(src.samples, model.config))]
+            frames = spectral.analyze(src.samples, model.config)
+            prime = prime[active_span(frames).start : active_span(frames, top_db=BODY_DB).stop]
     z = model.sample_prior(n_frames + n_blend, pitch=label, temperature=temperature, seed=seed, prime=prime)
     w = np.linspace(0.0, 1.0, n_blend, endpoint=False)[:, None] if n_blend > 1 else np.zeros((1, 1))
     looped = z[:n_frames].copy()

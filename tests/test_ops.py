@@ -130,6 +130,26 @@ def test_loop_file_starts_where_the_sound_is_steadiest(config):
     assert seam < 0.2 * inside
 
 
+def test_a_loop_is_primed_with_its_seeds_body_not_its_release_tail(model, monkeypatch):
+    # a tone at full level for 0.5 s, then 1 s of it 20 dB down (a release), then silence
+    body, tail = harmonic_tone(220, 0.5), 0.1 * harmonic_tone(220, 1.0)
+    seed = np.concatenate([np.zeros(SR // 4, np.float32), body, tail, np.zeros(SR // 4, np.float32)])
+    primes, sample_prior = [], model.sample_prior
+
+    def spy(n, **kwargs):
+        primes.append(kwargs["prime"])
+        return sample_prior(n, **kwargs)
+
+    monkeypatch.setattr(model, "sample_prior", spy)
+    ops.loop(model, seed, seconds=1.0, seed=0, pitch=57)
+    # 0.5 s is 31 frames at 62.5 Hz; the analysis window (1024 samples) smears its edges by a few
+    prime, z = primes[0], model.encode(seed, pitch=57)
+    assert 30 <= len(prime) <= 38, len(prime)
+    # the seed's own latents from its onset (0.25 s in: frame 16, less the window's reach)
+    start = [k for k in range(len(z) - len(prime) + 1) if np.allclose(z[k : k + len(prime)], prime, atol=1e-6)]
+    assert len(start) == 1 and 10 <= start[0] <= 16, start
+
+
 def test_loop_without_a_seed_and_bad_lengths(model):
     r = ops.loop(model, None, seconds=0.5, seed=1)
     assert r.samples.shape == (SR // 2,) and not r.params["seeded"]
