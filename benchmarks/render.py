@@ -139,7 +139,8 @@ def main(argv=None):
               + ("" if to_seed is None else f"{to_seed:+.1f} dB") + " |"
               for name, t, s, m, b, rank, n, level, to_seed in loop_rows]
     # a loop passes when its seam is no rougher than its inside, and it is a texture: it sounds
-    # (RMS above -60 dBFS) and moves (a frozen loop, every frame alike, has seam and median flux 0)
+    # (above MIN_LEVEL_DB; a seeded one within MIN_SEED_DB of its seed) and moves (a frozen loop,
+    # every frame alike, has seam and median flux 0)
     loop_ok = [s <= m and m >= MIN_FLUX and level > MIN_LEVEL_DB and (to_seed is None or to_seed > MIN_SEED_DB)
                for _, _, s, m, _, _, _, level, to_seed in loop_rows]
     lines += ["", "| step | 0 | " + " | ".join(str(i) for i in range(1, len(med_a))) + " |",
