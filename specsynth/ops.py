@@ -280,7 +280,7 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
             # prime with the sound's body: from its onset (silence before it would start the
             # texture from nothing) to its last frame within BODY_DB of its loudest. The prior
             # learnt how notes go on, release included: primed with a release tail, it went on
-            # fading, and loops of held notes came out 20-30 dB below their seed.
+            # fading, and loops of held notes came out up to 28 dB below their seed.
             from .data import active_span
 
             frames = spectral.analyze(src.samples, model.config)
