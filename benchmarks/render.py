@@ -80,11 +80,17 @@ def loops(model):
             label = "unseeded" if seed_note is None else note_name(*seed_note)
             flux, _ = metrics.circular_flux(r.samples, model.config)
             blend = r.metrics["blend_flux"]
-            level = rms_db(r.samples)
+            seam, inside, level = r.metrics["seam_flux"], r.metrics["median_flux"], rms_db(r.samples)
             # against the seed note's held part (3 s of its 4): a loop grows from its body
             to_seed = None if seed is None else level - rms_db(seed[: 3 * len(seed) // 4])
-            rows.append((label, temperature, r.metrics["seam_flux"], r.metrics["median_flux"], blend,
-                         float(np.mean(flux < blend)), len(r.samples), level, to_seed))
+            # a loop passes when its seam is no rougher than its inside, and it is a texture: it
+            # sounds (above MIN_LEVEL_DB; a seeded one within MIN_SEED_DB of its seed) and moves (a
+            # frozen loop, every frame alike, has seam and median flux 0)
+            ok = seam <= inside and inside >= MIN_FLUX and level > MIN_LEVEL_DB and (
+                to_seed is None or to_seed > MIN_SEED_DB)
+            rows.append({"name": label, "temperature": temperature, "seam": seam, "inside": inside, "blend": blend,
+                         "rank": float(np.mean(flux < blend)), "samples": len(r.samples), "level": level,
+                         "to_seed": to_seed, "ok": ok})
     return rows
 
 
@@ -135,14 +141,9 @@ def main(argv=None):
     lines += ["", "| loop (8 s) | temperature | seam flux | median flux inside | flux at the blend point | "
               "its rank among the loop's fluxes | samples | RMS level | against the seed's held part |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {name} | {t:g} | {s:.3f} | {m:.3f} | {b:.3f} | {rank:.0%} | {n} | {level:.1f} dBFS | "
-              + ("" if to_seed is None else f"{to_seed:+.1f} dB") + " |"
-              for name, t, s, m, b, rank, n, level, to_seed in loop_rows]
-    # a loop passes when its seam is no rougher than its inside, and it is a texture: it sounds
-    # (above MIN_LEVEL_DB; a seeded one within MIN_SEED_DB of its seed) and moves (a frozen loop,
-    # every frame alike, has seam and median flux 0)
-    loop_ok = [s <= m and m >= MIN_FLUX and level > MIN_LEVEL_DB and (to_seed is None or to_seed > MIN_SEED_DB)
-               for _, _, s, m, _, _, _, level, to_seed in loop_rows]
+    lines += [f"| {r['name']} | {r['temperature']:g} | {r['seam']:.3f} | {r['inside']:.3f} | {r['blend']:.3f} | "
+              f"{r['rank']:.0%} | {r['samples']} | {r['level']:.1f} dBFS | "
+              + ("" if r["to_seed"] is None else f"{r['to_seed']:+.1f} dB") + " |" for r in loop_rows]
     lines += ["", "| step | 0 | " + " | ".join(str(i) for i in range(1, len(med_a))) + " |",
               "|---|" + "---:|" * len(med_a),
               "| median LSD to A (dB) | " + " | ".join(f"{v:.2f}" for v in med_a) + " |",
@@ -156,12 +157,12 @@ def main(argv=None):
               + (f"{full['rate'] / 1e6:.2f} M output samples/s on the NSynth Super-sized set ({full['sounds']} "
                  f"sounds in {full['wall']:.0f} s, whole command); " if full else "")
               + f"{tp['rate'] / 1e6:.2f} M/s on {tp['sounds']} sounds, start-up included (target >= 2 M/s on 2 cores)",
-              f"- {verdict(all(loop_ok))} loops: seam flux <= median inside, the loop sounding (RMS > "
+              f"- {verdict(all(r['ok'] for r in loop_rows))} loops: seam flux <= median inside, the loop sounding (RMS > "
               f"{MIN_LEVEL_DB:g} dBFS; a seeded one less than {-MIN_SEED_DB:g} dB below its seed's held part) and not "
               f"frozen (median flux >= {MIN_FLUX:g}) for "
-              f"{sum(loop_ok)} of {len(loop_rows)} loops (each file starts at its "
+              f"{sum(r['ok'] for r in loop_rows)} of {len(loop_rows)} loops (each file starts at its "
               "steadiest frame; the latent blend point, inside the loop, ranks at the "
-              f"{statistics.median(r[5] for r in loop_rows):.0%} median and {max(r[5] for r in loop_rows):.0%} worst "
+              f"{statistics.median(r['rank'] for r in loop_rows):.0%} median and {max(r['rank'] for r in loop_rows):.0%} worst "
               "among the loop's frame-to-frame fluxes)",
               f"- {verdict(mono)} interpolation: median distance to A rises and to B falls monotonically over "
               f"{len(PAIRS)} pairs",
