@@ -415,6 +415,52 @@ def test_numpy_prior_reads_a_prime_after_the_start_frame(keras, starts):
     assert LatentPrior.from_config(prior.get_config()).starts == starts
 
 
+def test_walk_calibration_maps_walks_onto_the_datas_moments_and_leaves_the_walk_alone(keras):
+    """The calibrated walks have the sequences' per-dimension mean and spread, and each is the
+    uncalibrated walk (same seed) through the map: the LSTM reads its own samples, not the map's."""
+    from specsynth.model.prior import CLIP, LatentPrior, NumpyPrior, prior_pitch_features, walk_calibration
+
+    prior = LatentPrior(3, units=8, mixtures=2, starts=True)
+    prior({"z": np.zeros((1, 5, 3), np.float32), "pitch": np.zeros((1, 2), np.float32)})
+    lengths, pitches = (300, 400, 500), [48, 60, 72]
+    raw = NumpyPrior(prior)
+    before = np.concatenate([raw.sample(n, pitch_features=prior_pitch_features(p), seed=(7, i))
+                             for i, (n, p) in enumerate(zip(lengths, pitches))])
+    # sequences off the (untrained) prior's walks by 0.3-0.5 of their std in mean, 0.6-1.1x in spread
+    rng = np.random.default_rng(0)
+    spread = before.std(0) * [0.6, 1.1, 0.8]
+    target = before.mean(0) + before.std(0) * [0.5, -0.4, 0.3]
+    seqs = [rng.normal(target, spread, size=(n, 3)).astype(np.float32) for n in lengths]
+    scale, shift = walk_calibration(raw, seqs, pitches, seed=7)
+    assert scale.shape == shift.shape == (3,) and scale.dtype == np.float32
+    calibrated = NumpyPrior(prior, walk_scale=scale, walk_shift=shift)
+    walks = [calibrated.sample(n, pitch_features=prior_pitch_features(p), seed=(7, i))
+             for i, (n, p) in enumerate(zip(lengths, pitches))]
+    pooled, data = np.concatenate(walks), np.concatenate(seqs)
+    assert np.all(np.abs(pooled.mean(0) - data.mean(0)) < 0.02 * data.std(0))  # a few clipped at +-CLIP
+    np.testing.assert_allclose(pooled.std(0), data.std(0), rtol=0.02)
+    np.testing.assert_allclose(pooled, np.clip(before * scale + shift, -CLIP, CLIP), atol=1e-5)
+    # a walk far narrower than the data is a broken prior, not one to stretch without bound
+    wide = [10 * s for s in seqs]
+    assert walk_calibration(raw, wide, pitches)[0].max() == pytest.approx(2.0)
+
+
+def test_a_trained_bundle_calibrates_its_walks_and_one_without_calibration_walks_as_before(tiny_bundle, bundle_copy):
+    from specsynth.model.prior import NumpyPrior, prior_pitch_features
+
+    with np.load(Path(tiny_bundle) / "norm.npz") as data:
+        scale, shift = data["walk_scale"], data["walk_shift"]
+    model = specsynth.load(tiny_bundle)
+    assert scale.shape == shift.shape == (model.z_dim,) and not np.allclose(scale, 1.0)
+    mean, std = model.norm["latent_mean"], model.norm["latent_std"]
+    raw = NumpyPrior(model.prior).sample(30, pitch_features=prior_pitch_features(60), seed=3)
+    expected = np.clip(raw * scale + shift, -3.5, 3.5) * std + mean
+    np.testing.assert_allclose(model.sample_prior(30, pitch=60, seed=3), expected, rtol=1e-5, atol=1e-5)
+    _edit_norm(bundle_copy, lambda n: [n.pop("walk_scale"), n.pop("walk_shift")])
+    np.testing.assert_allclose(specsynth.load(bundle_copy).sample_prior(30, pitch=60, seed=3), raw * std + mean,
+                               rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("kwargs", [dict(n_frames=0), dict(n_frames=2.5), dict(n_frames=10, temperature=-1),
                                     dict(n_frames=10, temperature=11), dict(n_frames=10, pitch=200)])
 def test_sample_prior_bad_arguments(model, kwargs):
@@ -603,6 +649,12 @@ def _edit_norm(bundle, change):
 def test_norm_with_wrong_shapes(bundle_copy, key, size):
     _edit_norm(bundle_copy, lambda n: n.update({key: np.ones(size, np.float32)}))
     refused(bundle_copy, "norm.npz shapes do not match")
+
+
+@pytest.mark.parametrize("value", [np.ones(3, np.float32), np.full(4, np.nan, np.float32)])
+def test_norm_with_a_bad_walk_calibration(bundle_copy, value):
+    _edit_norm(bundle_copy, lambda n: n.update({"walk_shift": value}))
+    refused(bundle_copy, "walk_scale and walk_shift must be 4 finite numbers")
 
 
 def test_norm_missing_an_array(bundle_copy):

@@ -6,7 +6,7 @@
       config.json    format version, SpectralConfig, model hyperparameters, training summary
       vae.keras      the VAE (encoder + decoder)
       prior.keras    the LSTM latent prior
-      norm.npz       frame mean/std [F], latent mean/std [z]
+      norm.npz       frame mean/std [F], latent mean/std [z], the prior's walk scale/shift [z]
       metrics.json   held-out figures measured at the end of training
 """
 from __future__ import annotations
@@ -32,6 +32,7 @@ PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained"
 OURS = {"specsynth>VAE", "specsynth>LatentPrior", "specsynth>BroadcastTime", "specsynth>PartialsOutput",
         "specsynth>HarmonicInput"}
 FORBIDDEN = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
+WALK_KEYS = ("walk_scale", "walk_shift")  # optional in norm.npz
 
 
 def resolve(path):
@@ -91,7 +92,7 @@ class Model:
         self.metrics = metrics
         from .prior import NumpyPrior
 
-        self._numpy_prior = NumpyPrior(prior)
+        self._numpy_prior = NumpyPrior(prior, walk_scale=norm.get("walk_scale"), walk_shift=norm.get("walk_shift"))
         self._encoder_fn = _graph_function(vae.encoder, (None, None, config.n_features))
         self._decoder_fn = _graph_function(vae.decoder, (None, None, vae.z_dim))
 
@@ -253,6 +254,8 @@ def load_bundle(path="pretrained"):
     try:
         with np.load(path / "norm.npz") as data:
             norm = {k: data[k].astype(np.float32) for k in ("frame_mean", "frame_std", "latent_mean", "latent_std")}
+            # the prior's walk calibration (prior.walk_calibration); bundles before it have none
+            norm.update({k: data[k].astype(np.float32) for k in WALK_KEYS if k in data})
     except (KeyError, ValueError, OSError) as exc:
         raise BundleError(f"norm.npz is invalid ({exc})", path=path) from None
     problems = []
@@ -264,6 +267,8 @@ def load_bundle(path="pretrained"):
         norm[k].shape != (vae.z_dim,) for k in ("latent_mean", "latent_std")
     ):
         problems.append("norm.npz shapes do not match the model")
+    if any(k in norm and (norm[k].shape != (vae.z_dim,) or not np.all(np.isfinite(norm[k]))) for k in WALK_KEYS):
+        problems.append(f"norm.npz's {' and '.join(WALK_KEYS)} must be {vae.z_dim} finite numbers each")
     if problems:
         raise BundleError("config does not match the weights: " + "; ".join(problems), path=path)
     return Model(path, config, meta, vae, prior, norm, metrics)

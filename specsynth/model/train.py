@@ -183,7 +183,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
     # TensorFlow loads only now, so the user errors above are reported without waiting for it
     from ._keras import keras
     from .bundle import load_bundle, save_bundle
-    from .prior import LatentPrior, windows
+    from .prior import LatentPrior, NumpyPrior, walk_calibration, windows
     from .vae import VAE
 
     started = time.time()
@@ -298,12 +298,15 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
     train_lat = np.concatenate([latents[i] for i in prior_idx])
     latent_mean, latent_std = train_lat.mean(axis=0), np.maximum(train_lat.std(axis=0), 1e-3)
 
+    def sequences(indices):
+        """The sounds' normalised latent sequences and their pitch labels."""
+        return [(latents[i] - latent_mean) / latent_std for i in indices], [data.items[i]["pitch"] for i in indices]
+
     def prior_inputs(indices):
         # Each sound from its onset, after the start frame an unprimed walk also begins from, so
         # walks begin as sounds do; and windows cut anywhere (no start frame), so the prior also
         # learns to go on from any history, as a texture loop grown past a sound's length must.
-        seqs = [(latents[i] - latent_mean) / latent_std for i in indices]
-        pitches = [data.items[i]["pitch"] for i in indices]
+        seqs, pitches = sequences(indices)
         parts = [windows(seqs, pitches, settings.prior_segment_frames + 1, starts=True,
                          onset_weight=settings.prior_onset_weight)]
         if settings.prior_anywhere_frames:
@@ -335,6 +338,14 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
                     p_val, settings.prior_epochs)
     elif state["prior_epochs_done"] == 0:  # prior_epochs == 0: build it untrained so the bundle is whole
         prior({"z": p_train[0]["z"][:1], "pitch": p_train[0]["pitch"][:1]})
+    walk = {}
+    if settings.prior_epochs:
+        # what the trained walks still miss of their training sequences' moments (prior.walk_calibration)
+        t = time.time()
+        scale, shift = walk_calibration(NumpyPrior(prior), *sequences(prior_idx), seed=settings.seed)
+        walk = {"walk_scale": scale, "walk_shift": shift}
+        log(f"walk calibration ({time.time() - t:.0f} s): scale {scale.min():.2f}..{scale.max():.2f}, "
+            f"shift within {np.abs(shift).max():.2f} std")
 
     # ---- held-out metrics and the bundle ---------------------------------------------------
     metrics = {}
@@ -354,7 +365,7 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
         "machine": _machine(), "history": state.get("history", {}),
     }
     norm = {"frame_mean": frame_mean, "frame_std": frame_std, "latent_mean": latent_mean.astype(np.float32),
-            "latent_std": latent_std.astype(np.float32)}
+            "latent_std": latent_std.astype(np.float32), **walk}
     save_bundle(out, config=config, hyper=hyper, training=training, vae=vae, prior=prior, norm=norm,
                 metrics=metrics, overwrite=overwrite)
     shutil.rmtree(work, ignore_errors=True)
