@@ -798,6 +798,24 @@ def test_prior_trains_on_windows_from_the_onset_and_cut_anywhere(tone_dataset, t
     assert model.prior.starts and len(model.meta["training"]["history"]["prior"]) == 1
 
 
+def test_the_walk_calibration_walks_at_most_calibration_walks_sounds(tone_dataset, tmp_path, monkeypatch):
+    from specsynth.model import prior, train as train_module
+
+    seen = []
+    real = prior.walk_calibration
+
+    def spy(numpy_prior, sequences, pitches, **kwargs):
+        seen.append(len(sequences))
+        return real(numpy_prior, sequences, pitches, **kwargs)
+
+    monkeypatch.setattr(prior, "walk_calibration", spy)
+    monkeypatch.setattr(train_module, "CALIBRATION_WALKS", 2)
+    model = train_module.train(tone_dataset, tmp_path / "m", settings=tiny_settings(prior_epochs=1), verbose=0,
+                               log=lambda *a: None)
+    assert seen == [2]  # every 2nd of the 3 tones
+    assert model.norm["walk_scale"].shape == (model.z_dim,)
+
+
 def test_existing_output_is_refused_and_untouched(seed_runs, tone_dataset):
     from specsynth.model.train import train
 
