@@ -48,12 +48,14 @@ class Rendered:
 
 @dataclass
 class Source:
-    """An encoded sound: its samples (may be None for raw latents), latents and pitch label."""
+    """An encoded sound: its samples (may be None for raw latents), latents and pitch label, and
+    the dB frames ``[time, F]`` they were encoded from (None if not kept)."""
 
     latents: np.ndarray
     pitch: int
     samples: np.ndarray | None = None
     name: str = ""
+    frames: np.ndarray | None = None
 
 
 def encode_sound(model, sound, *, pitch="auto", name=None):
@@ -68,7 +70,8 @@ def encode_sound(model, sound, *, pitch="auto", name=None):
         if samples.ndim != 1 or samples.size == 0 or not np.all(np.isfinite(samples)):
             raise ConfigError("a sound must be a non-empty, finite mono array [n]")
     label = model.pitch_label(pitch, samples)
-    return Source(model.encode(samples, pitch=label), label, samples, name or "")
+    frames = spectral.analyze(samples, model.config)
+    return Source(model.encode_frames(frames, pitch=label), label, samples, name or "", frames)
 
 
 def resample_latents(z, n_frames):
@@ -283,7 +286,7 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
             # fading, and loops of held notes came out up to 28 dB below their seed.
             from .data import active_span
 
-            frames = spectral.analyze(src.samples, model.config)
+            frames = src.frames if src.frames is not None else spectral.analyze(src.samples, model.config)
             prime = prime[active_span(frames).start : active_span(frames, top_db=BODY_DB).stop]
     z = model.sample_prior(n_frames + n_blend, pitch=label, temperature=temperature, seed=seed, prime=prime)
     w = np.linspace(0.0, 1.0, n_blend, endpoint=False)[:, None] if n_blend > 1 else np.zeros((1, 1))

@@ -6,7 +6,7 @@ import pytest
 
 import specsynth
 from conftest import SR, harmonic_tone
-from specsynth import metrics, ops
+from specsynth import metrics, ops, spectral
 from specsynth.errors import ConfigError
 from tiny_model import tiny_bundle_fixture
 
@@ -148,6 +148,11 @@ def test_a_loop_is_primed_with_its_seeds_body_not_its_release_tail(model, monkey
     # the seed's own latents from its onset (0.25 s in: frame 16, less the window's reach)
     start = [k for k in range(len(z) - len(prime) + 1) if np.allclose(z[k : k + len(prime)], prime, atol=1e-6)]
     assert len(start) == 1 and 10 <= start[0] <= 16, start
+    # the seed is analysed once, for its latents and its body alike
+    analysed, analyze = [], spectral.analyze
+    monkeypatch.setattr(spectral, "analyze", lambda x, config, **kw: analysed.append(x is seed) or analyze(x, config, **kw))
+    ops.loop(model, seed, seconds=1.0, seed=0, pitch=57)
+    assert analysed.count(True) == 1, analysed
 
 
 def test_loop_without_a_seed_and_bad_lengths(model):
