@@ -49,7 +49,8 @@ class Rendered:
 @dataclass
 class Source:
     """An encoded sound: its samples (may be None for raw latents), latents and pitch label, and
-    the dB frames ``[time, F]`` they were encoded from (None if not kept)."""
+    the dB frames ``[time, F]`` they were encoded from (None unless asked for: they take twice the
+    samples' memory, and the app and render workers keep many Sources)."""
 
     latents: np.ndarray
     pitch: int
@@ -58,8 +59,9 @@ class Source:
     frames: np.ndarray | None = None
 
 
-def encode_sound(model, sound, *, pitch="auto", name=None):
-    """A :class:`Source` from samples, a file path, or an existing Source (returned as is)."""
+def encode_sound(model, sound, *, pitch="auto", name=None, keep_frames=False):
+    """A :class:`Source` from samples, a file path, or an existing Source (returned as is);
+    ``keep_frames`` keeps the analysed frames in it."""
     if isinstance(sound, Source):
         return sound
     if isinstance(sound, (str, Path)):
@@ -71,7 +73,8 @@ def encode_sound(model, sound, *, pitch="auto", name=None):
             raise ConfigError("a sound must be a non-empty, finite mono array [n]")
     label = model.pitch_label(pitch, samples)
     frames = spectral.analyze(samples, model.config)
-    return Source(model.encode_frames(frames, pitch=label), label, samples, name or "", frames)
+    latents = model.encode_frames(frames, pitch=label)
+    return Source(latents, label, samples, name or "", frames if keep_frames else None)
 
 
 def resample_latents(z, n_frames):
@@ -277,7 +280,7 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
     n_blend = int(np.clip(round(blend_seconds * model.frame_rate), 1, max(1, n_frames // 2)))
     prime, label = None, model.walk_pitch if pitch is None else model.pitch_label(pitch)
     if seed_sound is not None:
-        src = encode_sound(model, seed_sound, pitch="auto" if pitch is None else pitch)
+        src = encode_sound(model, seed_sound, pitch="auto" if pitch is None else pitch, keep_frames=True)
         prime, label = src.latents, src.pitch if pitch is None else label
         if src.samples is not None:
             # prime with the sound's body: from its onset (silence before it would start the

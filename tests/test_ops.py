@@ -153,6 +153,8 @@ def test_a_loop_is_primed_with_its_seeds_body_not_its_release_tail(model, monkey
     monkeypatch.setattr(spectral, "analyze", lambda x, config, **kw: analysed.append(x is seed) or analyze(x, config, **kw))
     ops.loop(model, seed, seconds=1.0, seed=0, pitch=57)
     assert analysed.count(True) == 1, analysed
+    # a Source keeps its frames only when asked (the app and render workers cache many Sources)
+    assert ops.encode_sound(model, seed, pitch=57).frames is None
 
 
 def test_loop_without_a_seed_and_bad_lengths(model):
