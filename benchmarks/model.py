@@ -152,8 +152,9 @@ def run(model_path, repeats=5):
     latents = []
     for program, pitch in recipe.HELDOUT_NOTES:
         x = audio.normalize_audio(render_note(program, pitch, sample_rate=sr))
-        z = model.encode(x, pitch=pitch)
-        latents.append(z[active_span(spectral.analyze(x, cfg))])  # the sounding part, as the prior is trained
+        frames = spectral.analyze(x, cfg)  # analysed once, for the encoder and the span
+        z = model.encode_frames(frames, pitch=pitch)
+        latents.append(z[active_span(frames)])  # the sounding part, as the prior is trained
         lsd, lsd_oracle = round_trip(model, x, pitch)
         c = {d: pyin_cents(model.synthesize(z, pitch=pitch + d, length=len(x)), pitch + d, sr) for d in (-5, 0, 5)}
         # the instrument's own note at each target pitch, and the octave pyin hears it in (an organ
