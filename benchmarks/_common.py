@@ -42,7 +42,7 @@ def machine_line():
 
 def write_section(heading, section):
     """Replace the section that starts with ``heading`` in RESULTS.md (up to the next ``## ``), keep the rest."""
-    from specsynth.audio import atomic_output
+    from specsynth.files import atomic_output
 
     text = RESULTS.read_text() if RESULTS.exists() else HEADER
     lines = text.splitlines(keepends=True)

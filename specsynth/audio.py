@@ -1,26 +1,27 @@
 """Audio input and output: load, mix down, resample, normalize, and write atomically.
 
+File and folder writing in general lives in :mod:`specsynth.files`.
+
 All audio inside specsynth is mono float32 in [-1, 1] at an int sample rate in Hz.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from .errors import AudioError, ConfigError, OutputError
+from .files import atomic_output
+from .limits import MAX_INPUT_SECONDS
 
 MIN_RATE = 4_000
 MAX_RATE = 384_000
 MAX_CHANNELS = 8
-DEFAULT_MAX_SECONDS = 600.0
 WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 
 
-def load(path, *, sample_rate=None, max_seconds=DEFAULT_MAX_SECONDS, normalize="peak"):
+def load(path, *, sample_rate=None, max_seconds=MAX_INPUT_SECONDS, normalize="peak"):
     """Read an audio file as mono float32, optionally resampled and normalized.
 
     Parameters
@@ -148,85 +149,6 @@ def write(path, samples, sample_rate, *, overwrite=False, subtype="PCM_16"):
     with atomic_output(path, overwrite=overwrite) as tmp:
         sf.write(tmp, samples, int(sample_rate), format=fmt, subtype=subtype)
     return path
-
-
-# Read once at import (os.umask can only be read by setting it, which is not thread-safe).
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
-def _output_mode(path):
-    """The permission bits a plain ``open(path, "w")`` would give: the replaced file's, or 0666 & ~umask."""
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except OSError:
-        return 0o666 & ~_UMASK
-
-
-class atomic_output:
-    """Context manager yielding a temporary path beside ``path``; renamed into place on success.
-
-    >>> with atomic_output("out.json") as tmp:
-    ...     Path(tmp).write_text("{}")
-    """
-
-    def __init__(self, path, *, overwrite=False):
-        self.path = Path(path)
-        self.overwrite = overwrite
-        self.tmp = None
-
-    def __enter__(self):
-        folder = self.path.parent
-        if self.path.exists() and not self.overwrite:
-            raise OutputError("already exists (use --overwrite to replace it)", path=self.path)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=folder)
-        except OSError as exc:
-            raise OutputError(f"cannot write here ({exc.strerror or exc})", path=self.path) from None
-        os.close(fd)
-        self.tmp = tmp
-        return tmp
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            try:
-                os.chmod(self.tmp, _output_mode(self.path))  # mkstemp makes 0600 files
-                os.replace(self.tmp, self.path)
-                return False
-            except OSError as err:
-                exc = OutputError(f"cannot write here ({err.strerror or err})", path=self.path)
-        try:
-            os.unlink(self.tmp)
-        except OSError:
-            pass
-        if exc_type is None:
-            raise exc
-        return False
-
-
-def temp_dir_beside(path):
-    """A new empty folder beside ``path`` to build it in, then rename into place; mode as ``mkdir``'s."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700 folders
-    return tmp
-
-
-def check_writable_dir(folder):
-    """Create ``folder`` if needed and check it is writable; raises OutputError otherwise."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OutputError("is a file, not a folder", path=folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".write-test.", dir=folder)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        raise OutputError(f"folder is not writable ({exc.strerror or exc})", path=folder) from None
-    return folder
 
 
 def file_info(path):

@@ -11,8 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__
-from .errors import OutputError, SpecsynthError
+from . import __version__, limits
+from .errors import SpecsynthError
+from .files import atomic_output, check_writable_dir, refuse_existing
 
 PHASE_METHODS = ("griffinlim", "fgla", "lws", "lws+fgla")
 
@@ -184,13 +185,14 @@ def cmd_reconstruct(args):
     from . import audio
     from .reconstruct import output_paths, reconstruct_file
 
-    _check_iters(args.iters)
+    limits.check_iters(args.iters, "--iters")
+    limits.check_max_seconds(args.max_seconds, "--max-seconds")
     # Read every input and check every output before writing anything (not even the folder), so
     # one bad file leaves no partial output.
     for path in args.inputs:
         audio.load(path, max_seconds=args.max_seconds)
     outs = output_paths(args.inputs, args.outdir, overwrite=args.overwrite)
-    audio.check_writable_dir(args.outdir)
+    check_writable_dir(args.outdir)
     bar = tqdm(list(zip(args.inputs, outs)), disable=len(outs) < 4, unit="file", file=sys.stderr)
     for src, dst in bar:
         r = reconstruct_file(src, dst, method=args.method, n_iter=args.iters, overwrite=args.overwrite,
@@ -200,20 +202,14 @@ def cmd_reconstruct(args):
     return 0
 
 
-def _check_iters(n):
-    if n is not None and not 0 <= n <= 10000:
-        raise SpecsynthError(f"--iters must be in 0..10000, got {n}")
-
-
 def cmd_dataset(args):
     from tqdm import tqdm
 
     from . import data, spectral
-    from .audio import check_writable_dir
+
 
     config = spectral.SpectralConfig(representation=args.representation)
-    if Path(args.out).exists() and not args.overwrite:
-        raise OutputError("already exists (use --overwrite to replace it)", path=args.out)
+    refuse_existing(args.out, args.overwrite)
     check_writable_dir(Path(args.out).resolve().parent)
     # progress only on a terminal: piped stderr must hold nothing but an error's one line
     bar = lambda seq: tqdm(seq, unit="sound", file=sys.stderr, disable=None)  # noqa: E731
@@ -271,7 +267,7 @@ def cmd_encode(args):
     model = _load_model(args.model)
     samples, _ = audio.load(args.input, sample_rate=model.sample_rate)
     z = model.encode(samples, pitch=pitch)
-    with audio.atomic_output(out, overwrite=args.overwrite) as tmp:
+    with atomic_output(out, overwrite=args.overwrite) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, z.astype(np.float32))
     label = model.pitch_label(pitch, samples)
@@ -284,7 +280,7 @@ def cmd_decode(args):
 
     from . import audio
 
-    _check_iters(args.iters)
+    limits.check_iters(args.iters, "--iters")
     try:
         z = np.load(args.input, allow_pickle=False)
     except FileNotFoundError:
@@ -309,17 +305,15 @@ def _render_pitch_arg(args):
 
 def _refuse_existing(paths, overwrite):
     for path in paths:
-        if Path(path).exists() and not overwrite:
-            raise OutputError("already exists (use --overwrite to replace it)", path=path)
+        refuse_existing(path, overwrite)
 
 
 def cmd_interpolate(args):
     from . import audio, ops
 
-    _check_iters(args.iters)
-    if args.steps < 2 or args.steps > 1000:
-        raise SpecsynthError(f"--steps must be in 2..1000, got {args.steps}")
-    outdir = audio.check_writable_dir(args.outdir)
+    limits.check_iters(args.iters, "--iters")
+    limits.check_steps(args.steps, "--steps")
+    outdir = check_writable_dir(args.outdir)
     outs = [outdir / f"{Path(args.a).stem}_to_{Path(args.b).stem}_{i:02d}.wav" for i in range(args.steps)]
     _refuse_existing(outs, args.overwrite)
     model = _load_model(args.model)
@@ -335,7 +329,7 @@ def cmd_interpolate(args):
 def cmd_mix(args):
     from . import audio, ops
 
-    _check_iters(args.iters)
+    limits.check_iters(args.iters, "--iters")
     try:
         x, y = (float(v) for v in args.xy.split(","))
     except ValueError:
@@ -354,7 +348,10 @@ def cmd_mix(args):
 def cmd_loop(args):
     from . import audio, ops
 
-    _check_iters(args.iters)
+    limits.check_iters(args.iters, "--iters")
+    limits.check_loop_seconds(args.seconds, "--seconds")
+    limits.check_temperature(args.temperature, "--temperature")
+    limits.check_seed(args.seed, "--seed")
     _refuse_existing([args.out], args.overwrite)
     model = _load_model(args.model)
     r = ops.loop(model, args.seed_sound, seconds=args.seconds, temperature=args.temperature, seed=args.seed,

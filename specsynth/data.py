@@ -8,13 +8,12 @@ frames stacked, float16 dB, ``[total_frames, n_features]``). TensorFlow is impor
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from . import audio, spectral
+from .files import atomic_folder
 from .errors import AudioError, ConfigError, SpecsynthError
 from .pitch import UNPITCHED, estimate_pitch, pitch_from_name
 
@@ -106,12 +105,7 @@ def items_from_soundfont(config, *, programs, pitches, velocities=(100,), second
 def write_dataset(out, items, config, summary, *, overwrite=False):
     """Analyse items into frames and write a dataset folder atomically (temp folder, then rename)."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        from .errors import OutputError
-
-        raise OutputError("already exists (use --overwrite to replace it)", path=out)
-    tmp = audio.temp_dir_beside(out)
-    try:
+    with atomic_folder(out, overwrite=overwrite) as tmp:
         entries, blocks, offset = [], [], 0
         for name, pitch, x in items:
             f = spectral.analyze(x, config).astype(np.float16)
@@ -121,12 +115,6 @@ def write_dataset(out, items, config, summary, *, overwrite=False):
         np.save(tmp / "frames.npy", np.concatenate(blocks, axis=0))
         meta = {"format_version": FORMAT_VERSION, "config": config.to_dict(), "items": entries, "summary": summary}
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

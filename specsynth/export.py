@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from .audio import atomic_output
+from .files import atomic_output
 from .errors import ConfigError
 
 

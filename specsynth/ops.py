@@ -21,6 +21,7 @@ import numpy as np
 
 from . import audio, metrics, phase, spectral
 from .errors import ConfigError
+from .limits import check_loop_seconds
 from .pitch import UNPITCHED
 
 MIX_MODES = ("linear", "slerp")
@@ -271,9 +272,7 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
     sits inside it.
     """
     started = time.perf_counter()
-    seconds = float(seconds)
-    if not 0.25 <= seconds <= 600:
-        raise ConfigError(f"loop length must be in 0.25..600 s, got {seconds!r}")
+    seconds = check_loop_seconds(seconds)
     sr, hop = model.sample_rate, model.config.hop
     n_samples = int(round(seconds * sr))
     n_frames = -(-n_samples // hop)

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import spectral
 from .errors import ConfigError
+from .limits import check_iters
 
 METHODS = ("griffinlim", "fgla", "lws", "lws+fgla")
 DEFAULT_METHOD = "lws+fgla"
@@ -60,8 +61,7 @@ def reconstruct(mag, *, config, method=DEFAULT_METHOD, n_iter=None, circular=Fal
     if method not in METHODS:
         raise ConfigError(f"unknown phase method {method!r}; choose one of {', '.join(METHODS)}")
     n_iter = DEFAULT_ITERS[method] if n_iter is None else n_iter
-    if not isinstance(n_iter, (int, np.integer)) or n_iter < 0 or n_iter > 10000:
-        raise ConfigError(f"iterations must be an int in 0..10000, got {n_iter!r}")
+    check_iters(n_iter)
     mag = _check_mag(mag, config)
     if method == "griffinlim":
         spec = griffinlim(mag, config=config, n_iter=n_iter, circular=circular)

@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 
 from . import audio, metrics, phase, spectral
+from .limits import MAX_INPUT_SECONDS
 
 
 def reconstruct_file(in_path, out_path, *, config=None, method=phase.DEFAULT_METHOD, n_iter=None,
-                     overwrite=False, max_seconds=audio.DEFAULT_MAX_SECONDS):
+                     overwrite=False, max_seconds=MAX_INPUT_SECONDS):
     """Reconstruct one file from its STFT magnitude alone and write it atomically.
 
     Returns a dict with ``input``, ``output``, ``seconds`` (audio length), ``spectral_convergence_db``

@@ -66,7 +66,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from . import audio, phase
+from . import audio, files, phase
 from .errors import ManifestError, SpecsynthError
 from .pitch import UNPITCHED, pitch_from_name
 
@@ -446,7 +446,7 @@ def _journal(outdir, out, entry):
 
 def _write_index(outdir, manifest, outputs):
     data = {"format_version": INDEX_VERSION, "manifest": str(manifest), "outputs": dict(sorted(outputs.items()))}
-    with audio.atomic_output(Path(outdir) / INDEX, overwrite=True) as tmp:
+    with files.atomic_output(Path(outdir) / INDEX, overwrite=True) as tmp:
         Path(tmp).write_text(json.dumps(data, indent=1))
     (Path(outdir) / JOURNAL).unlink(missing_ok=True)  # everything it held is in index.json now
 
@@ -783,7 +783,7 @@ def render_plan(plan, *, workers=1):
     """Render a :class:`Plan`'s pending items, updating the index after each; returns 0 or 1."""
     from tqdm import tqdm
 
-    outdir = audio.check_writable_dir(plan.outdir)
+    outdir = files.check_writable_dir(plan.outdir)
     todo = plan.to_render
     skipped = len(plan.items) - len(todo)
     index = dict(plan.index)

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from conftest import SR, folder_snapshot, harmonic_tone, noise_burst, peak_frequency, sine, write_wav
-from specsynth import AudioError, ConfigError, OutputError, audio
+from specsynth import AudioError, ConfigError, OutputError, audio, files
 
 PEAK_MINUS_1_DB = 10 ** (-1 / 20)
 
@@ -262,12 +262,12 @@ def test_failed_write_leaves_the_original_and_no_temp_file(tmp_path, monkeypatch
 def test_atomic_output_cleans_up_after_an_exception(tmp_path):
     target = tmp_path / "index.json"
     with pytest.raises(RuntimeError):
-        with audio.atomic_output(target) as tmp:
+        with files.atomic_output(target) as tmp:
             with open(tmp, "w") as f:
                 f.write("{half")
             raise RuntimeError("crash in the middle")
     assert not target.exists() and list(tmp_path.iterdir()) == []
-    with audio.atomic_output(target) as tmp:
+    with files.atomic_output(target) as tmp:
         with open(tmp, "w") as f:
             f.write("{}")
     assert target.read_text() == "{}" and [p.name for p in tmp_path.iterdir()] == ["index.json"]
@@ -298,12 +298,12 @@ def test_write_errors(tmp_path):
         audio.write(blocker / "sub" / "out.wav", x, SR)
     assert str(blocker / "sub" / "out.wav") in str(err.value)
     with pytest.raises(OutputError, match="not a folder"):
-        audio.check_writable_dir(blocker)
+        files.check_writable_dir(blocker)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
 def test_check_writable_dir_creates_and_leaves_nothing(tmp_path):
-    folder = audio.check_writable_dir(tmp_path / "a" / "b")
+    folder = files.check_writable_dir(tmp_path / "a" / "b")
     assert folder.is_dir() and list(folder.iterdir()) == []
 
 

@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import warnings
 import zipfile
 from pathlib import Path
@@ -21,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import phase, spectral
-from ..audio import temp_dir_beside
 from ..errors import BundleError, ConfigError
+from ..files import atomic_folder
+from ..limits import check_temperature
 from ..pitch import PITCH_FEATURES, UNPITCHED, check_pitch, estimate_pitch, pitch_features
 
 FORMAT_VERSION = 2  # 2: partials output layer, 4 pitch features
@@ -183,8 +182,7 @@ class Model:
 
         if not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
             raise ConfigError(f"n_frames must be a positive int, got {n_frames!r}")
-        if not 0 <= float(temperature) <= 10:
-            raise ConfigError(f"temperature must be in 0..10, got {temperature!r}")
+        temperature = check_temperature(temperature)
         mean, std = self.norm["latent_mean"], self.norm["latent_std"]
         primed = None if prime is None else (np.asarray(prime, np.float32) - mean) / std
         z = self._numpy_prior.sample(int(n_frames), pitch_features=prior_pitch_features(self.pitch_label(pitch)),
@@ -285,12 +283,8 @@ def _inference_copy(model, example):
 def save_bundle(out, *, config, hyper, training, vae, prior, norm, metrics, overwrite=False):
     """Write a bundle atomically: into a temporary folder beside ``out``, then rename into place."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        from ..errors import OutputError
-
-        raise OutputError("already exists (use --overwrite to replace it)", path=out)
-    tmp = temp_dir_beside(out)
-    try:
+    # files of the user's in the folder (a model card, notes) are kept, not replaced
+    with atomic_folder(out, overwrite=overwrite, keep_extra=True) as tmp:
         meta = {"format_version": FORMAT_VERSION, "spectral": config.to_dict(), "model": hyper,
                 "latent_frame_rate_hz": config.frame_rate, "training": training}
         (tmp / "config.json").write_text(json.dumps(meta, indent=1))
@@ -300,19 +294,4 @@ def save_bundle(out, *, config, hyper, training, vae, prior, norm, metrics, over
                               "pitch": np.zeros((1, PITCH_FEATURES), np.float32)}).save(tmp / "vae.keras")
         _inference_copy(prior, {"z": np.zeros((1, 9, prior.z_dim), np.float32),
                                 "pitch": np.zeros((1, 2), np.float32)}).save(tmp / "prior.keras")
-        if out.exists():
-            # files of the user's in the folder (a model card, notes) are kept, not replaced
-            for extra in out.iterdir():
-                if extra.name not in FILES and not (tmp / extra.name).exists():
-                    os.replace(extra, tmp / extra.name)
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -1,0 +1,142 @@
+"""Writing files and folders safely: atomic writes, writable-folder checks (no TensorFlow here).
+
+Every file specsynth writes goes through :class:`atomic_output` (a temporary file beside the
+target, renamed into place) and every folder through :class:`atomic_folder` (built beside the
+target, renamed into place), so a kill at any moment leaves either the old content or the new.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import OutputError
+
+# Read once at import (os.umask can only be read by setting it, which is not thread-safe).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def _output_mode(path):
+    """The permission bits a plain ``open(path, "w")`` would give: the replaced file's, or 0666 & ~umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_UMASK
+
+
+def refuse_existing(path, overwrite):
+    """Raise OutputError if ``path`` exists and ``overwrite`` is false."""
+    if not overwrite and Path(path).exists():
+        raise OutputError("already exists (use --overwrite to replace it)", path=path)
+
+
+class atomic_output:
+    """Context manager yielding a temporary path beside ``path``; renamed into place on success.
+
+    >>> with atomic_output("out.json") as tmp:
+    ...     Path(tmp).write_text("{}")
+    """
+
+    def __init__(self, path, *, overwrite=False):
+        self.path = Path(path)
+        self.overwrite = overwrite
+        self.tmp = None
+
+    def __enter__(self):
+        folder = self.path.parent
+        refuse_existing(self.path, self.overwrite)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=folder)
+        except OSError as exc:
+            raise OutputError(f"cannot write here ({exc.strerror or exc})", path=self.path) from None
+        os.close(fd)
+        self.tmp = tmp
+        return tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            try:
+                os.chmod(self.tmp, _output_mode(self.path))  # mkstemp makes 0600 files
+                os.replace(self.tmp, self.path)
+                return False
+            except OSError as err:
+                exc = OutputError(f"cannot write here ({err.strerror or err})", path=self.path)
+        try:
+            os.unlink(self.tmp)
+        except OSError:
+            pass
+        if exc_type is None:
+            raise exc
+        return False
+
+
+def write_text(path, text, *, overwrite=True):
+    """Write a text file atomically."""
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        Path(tmp).write_text(text)
+    return Path(path)
+
+
+class atomic_folder:
+    """Context manager yielding an empty temporary folder beside ``path`` to build it in; on
+    success it replaces ``path``, on failure it is removed and ``path`` is untouched.
+
+    With ``keep_extra``, files in an existing ``path`` that the new folder does not hold (a model
+    card, the user's notes) are moved into it rather than lost.
+    """
+
+    def __init__(self, path, *, overwrite=False, keep_extra=False):
+        self.path = Path(path)
+        self.overwrite = overwrite
+        self.keep_extra = keep_extra
+        self.tmp = None
+
+    def __enter__(self):
+        refuse_existing(self.path, self.overwrite)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
+        except OSError as exc:
+            raise OutputError(f"cannot write here ({exc.strerror or exc})", path=self.path) from None
+        os.chmod(self.tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700 folders
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return False
+        try:
+            if self.path.exists():
+                if self.keep_extra:
+                    for extra in self.path.iterdir():
+                        if not (self.tmp / extra.name).exists():
+                            os.replace(extra, self.tmp / extra.name)
+                old = self.path.with_name(f".{self.path.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(self.path, old)
+                os.replace(self.tmp, self.path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(self.tmp, self.path)
+        except OSError as err:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise OutputError(f"cannot write here ({err.strerror or err})", path=self.path) from None
+        return False
+
+
+def check_writable_dir(folder):
+    """Create ``folder`` if needed and check it is writable; raises OutputError otherwise."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError("is a file, not a folder", path=folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise OutputError(f"folder is not writable ({exc.strerror or exc})", path=folder) from None
+    return folder
