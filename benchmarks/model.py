@@ -49,7 +49,6 @@ import numpy as np
 from _common import ROOT, machine_line, publish, verdict
 
 from specsynth import audio, metrics, phase, spectral  # noqa: E402
-from specsynth.data import active_span  # noqa: E402
 from specsynth.model import recipe  # noqa: E402
 from specsynth.soundfont import note_name, render_note  # noqa: E402
 
@@ -76,7 +75,7 @@ def sounding_latents(model, notes):
             continue
         kept.append((program, pitch))
         frames = spectral.analyze(x, model.config)  # analysed once, for the encoder and the span
-        latents.append(model.encode_frames(frames, pitch=pitch)[active_span(frames)])
+        latents.append(model.sounding_latents(frames, pitch=pitch))
     return kept, latents
 
 
@@ -91,7 +90,7 @@ def round_trip(model, x, pitch):
     magnitudes through the same phase method)."""
     cfg, sr = model.config, model.sample_rate
     oracle = phase.reconstruct(spectral.magnitude(x, cfg), config=cfg, length=len(x))
-    return metrics.log_mel_distance(x, model.reconstruct(x, pitch=pitch), sr), metrics.log_mel_distance(x, oracle, sr)
+    return metrics.log_mel_distance(x, model.resynthesize(x, pitch=pitch), sr), metrics.log_mel_distance(x, oracle, sr)
 
 
 FLOOR_WINDOWS = ((5, 3), (9, 3))  # (bins, frames) over which the bound's floor is averaged
@@ -154,7 +153,7 @@ def run(model_path, repeats=5):
         x = audio.normalize_audio(render_note(program, pitch, sample_rate=sr))
         frames = spectral.analyze(x, cfg)  # analysed once, for the encoder and the span
         z = model.encode_frames(frames, pitch=pitch)
-        latents.append(z[active_span(frames)])  # the sounding part, as the prior is trained
+        latents.append(z[spectral.active_span(frames)])  # the sounding part, as the prior is trained
         lsd, lsd_oracle = round_trip(model, x, pitch)
         c = {d: pyin_cents(model.synthesize(z, pitch=pitch + d, length=len(x)), pitch + d, sr) for d in (-5, 0, 5)}
         # the instrument's own note at each target pitch, and the octave pyin hears it in (an organ
@@ -169,10 +168,10 @@ def run(model_path, repeats=5):
                 label_octave.append(abs(v))
         rows.append((note_name(program, pitch), lsd, lsd_oracle, c, own))
     x = audio.normalize_audio(render_note(*recipe.HELDOUT_NOTES[0], sample_rate=sr))
-    model.reconstruct(x, pitch=recipe.HELDOUT_NOTES[0][1])  # warm
+    model.resynthesize(x, pitch=recipe.HELDOUT_NOTES[0][1])  # warm
     for _ in range(repeats):
         t = time.perf_counter()
-        model.reconstruct(x, pitch=recipe.HELDOUT_NOTES[0][1])
+        model.resynthesize(x, pitch=recipe.HELDOUT_NOTES[0][1])
         times.append(time.perf_counter() - t)
     val_names = sorted(set(model.meta["training"].get("val_names", [])))
     val_notes = [(int(n[2:5]), int(n[6:9])) for n in val_names if n.startswith("gm")]

@@ -104,8 +104,8 @@ def interpolation(model, steps=7):
         to_a.append([metrics.log_mel_distance(a, r.samples, model.sample_rate) for r in series])
         to_b.append([metrics.log_mel_distance(b, r.samples, model.sample_rate) for r in series])
         # the series is at the model's own level (ops do not normalize): so is the round trip
-        rt_a = metrics.log_mel_distance(a, model.reconstruct(a, pitch=ka), model.sample_rate)
-        rt_b = metrics.log_mel_distance(b, model.reconstruct(b, pitch=kb), model.sample_rate)
+        rt_a = metrics.log_mel_distance(a, model.resynthesize(a, pitch=ka), model.sample_rate)
+        rt_b = metrics.log_mel_distance(b, model.resynthesize(b, pitch=kb), model.sample_rate)
         ends.append((to_a[-1][0] - rt_a, to_b[-1][-1] - rt_b))
     med_a = np.median(np.array(to_a), axis=0)
     med_b = np.median(np.array(to_b), axis=0)

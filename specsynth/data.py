@@ -158,14 +158,6 @@ class Dataset:
         return self
 
 
-def active_span(frames_db, *, top_db=30.0):
-    """The slice of frames from the first to the last whose loudest bin is within ``top_db`` of the
-    sound's loudest: the sounding part, without the silence or near-silent tail around it."""
-    level = np.asarray(frames_db).max(axis=-1)
-    loud = np.flatnonzero(level >= level.max() - top_db)
-    return slice(int(loud[0]), int(loud[-1]) + 1)
-
-
 def segment_rows(lengths, seg_len, *, hop=None):
     """Row numbers ``[n, seg_len]`` (int32) into the items' frames stacked end to end, for every
     ``seg_len``-frame segment of every item, and the item each belongs to ``[n]``.

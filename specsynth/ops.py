@@ -206,7 +206,7 @@ def mix_xy(model, corners, x, y, **kwargs):
     return r
 
 
-def reconstruct(model, sound, *, pitch="auto", method=phase.DEFAULT_METHOD, n_iter=None):
+def resynthesize(model, sound, *, pitch="auto", method=phase.DEFAULT_METHOD, n_iter=None):
     """A sound through the model and back: encode, decode at its own pitch, reconstruct phase."""
     started = time.perf_counter()
     src = encode_sound(model, sound, pitch=pitch)
@@ -286,10 +286,8 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
             # texture from nothing) to its last frame within BODY_DB of its loudest. The prior
             # learnt how notes go on, release included: primed with a release tail, it went on
             # fading, and loops of held notes came out up to 28 dB below their seed.
-            from .data import active_span
-
             frames = src.frames if src.frames is not None else spectral.analyze(src.samples, model.config)
-            prime = prime[active_span(frames).start : active_span(frames, top_db=BODY_DB).stop]
+            prime = prime[spectral.active_span(frames).start : spectral.active_span(frames, top_db=BODY_DB).stop]
     z = model.sample_prior(n_frames + n_blend, pitch=label, temperature=temperature, seed=seed, prime=prime)
     w = np.linspace(0.0, 1.0, n_blend, endpoint=False)[:, None] if n_blend > 1 else np.zeros((1, 1))
     looped = z[:n_frames].copy()

@@ -657,7 +657,7 @@ def render_item(item, outdir):
         r = ops.loop(model, None if seed is None else _source(model, seed), seconds=p["seconds"],
                      temperature=p["temperature"], seed=p["seed"], pitch=p["pitch"], **opts)
     elif item.kind == "reconstruct":
-        r = ops.reconstruct(model, _source(model, item.sounds["sound"]), **opts)
+        r = ops.resynthesize(model, _source(model, item.sounds["sound"]), **opts)
     else:
         raise ValueError(f"not an audio item kind: {item.kind}")
     samples, rate = r.samples, model.sample_rate

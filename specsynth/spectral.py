@@ -331,3 +331,11 @@ def frames_to_magnitude(frames, config, *, mel_iters=16):
     if config.representation == "mel":
         mag = np.sqrt(mel_to_linear(mag * mag, config, n_iter=mel_iters))
     return mag
+
+
+def active_span(frames_db, *, top_db=30.0):
+    """The slice of frames from the first to the last whose loudest bin is within ``top_db`` of the
+    sound's loudest: the sounding part, without the silence or near-silent tail around it."""
+    level = np.asarray(frames_db).max(axis=-1)
+    loud = np.flatnonzero(level >= level.max() - top_db)
+    return slice(int(loud[0]), int(loud[-1]) + 1)

@@ -231,7 +231,7 @@ def test_bad_pitch_is_refused(model, bad):
 
 def test_reconstruct_keeps_the_length_and_is_finite(model):
     x = tone(60, 0.77)
-    y = model.reconstruct(x, pitch=60)
+    y = model.resynthesize(x, pitch=60)
     assert y.dtype == np.float32 and y.shape == x.shape
     assert np.all(np.isfinite(y))
     assert np.sqrt(np.mean(y**2)) > 1e-4  # a sound, not silence

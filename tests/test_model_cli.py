@@ -226,7 +226,7 @@ def test_train_mirrored_over_two_logical_cpus(tmp_path):
     model = specsynth.load(out)
     assert model.meta["model"]["width"] == 8 and len(model.meta["training"]["history"]["vae"]) == 1
     x = harmonic_tone(261.6, 0.5)
-    assert np.all(np.isfinite(model.reconstruct(x, pitch=60, method="fgla", n_iter=2)))
+    assert np.all(np.isfinite(model.resynthesize(x, pitch=60, method="fgla", n_iter=2)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import pytest
 
 import specsynth
 from specsynth import audio, metrics, ops, phase, spectral
-from specsynth.data import active_span
 from specsynth.model import recipe
 from specsynth.soundfont import render_note
 
@@ -43,7 +42,7 @@ def test_the_bundle_is_small_and_describes_its_training(model):
 def test_round_trip_on_held_out_notes(model, notes):
     gaps = []
     for (program, pitch), x in notes.items():
-        y = model.reconstruct(x, pitch=pitch)
+        y = model.resynthesize(x, pitch=pitch)
         oracle = phase.reconstruct(spectral.magnitude(x, model.config), config=model.config, length=len(x))
         gaps.append(metrics.log_mel_distance(x, y, model.sample_rate) - metrics.log_mel_distance(x, oracle, model.sample_rate))
     assert np.median(gaps) < 6.5, gaps  # measured median +5.0 dB on these notes
@@ -66,7 +65,7 @@ def test_pitch_renders_land_on_the_target_note(model, notes, shift):
 def sounding_latents(model, x, pitch):
     """The encoded latents of ``x``'s sounding part, as the prior is trained on them."""
     frames = spectral.analyze(x, model.config)
-    return model.encode_frames(frames, pitch=pitch)[active_span(frames)]
+    return model.sounding_latents(frames, pitch=pitch)
 
 
 def test_prior_samples_stay_in_the_encoded_range(model, notes):

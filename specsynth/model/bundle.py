@@ -145,6 +145,11 @@ class Model:
         mean, _ = self._encoder_fn(x[None], pf)
         return np.asarray(mean)[0]
 
+    def sounding_latents(self, frames, *, pitch):
+        """Latents of the sounding part of dB frames ``[time, F]`` (:func:`~specsynth.spectral.active_span`),
+        the part of a sound the prior is trained and judged on."""
+        return self.encode_frames(frames, pitch=pitch)[spectral.active_span(frames)]
+
     def encode(self, samples, *, pitch="auto"):
         """Mono samples at the model's rate -> latents ``[time, z]``."""
         samples = np.asarray(samples, np.float32)
@@ -168,8 +173,8 @@ class Model:
         return phase.reconstruct(mag, config=self.config, method=method, n_iter=n_iter, circular=circular,
                                  length=length)
 
-    def reconstruct(self, samples, *, pitch="auto", method=phase.DEFAULT_METHOD, n_iter=None):
-        """Samples -> encode -> decode -> phase -> samples of the same length."""
+    def resynthesize(self, samples, *, pitch="auto", method=phase.DEFAULT_METHOD, n_iter=None):
+        """Samples -> encode -> decode -> phase -> samples of the same length (the model's round trip)."""
         samples = np.asarray(samples, np.float32)
         label = self.pitch_label(pitch, samples)
         return self.synthesize(self.encode(samples, pitch=label), pitch=label, method=method, n_iter=n_iter,
