@@ -13,20 +13,14 @@ from __future__ import annotations
 import gc
 import os
 import re
-import sys
-from pathlib import Path
 
 import streamlit as st
 
-if str(Path(__file__).resolve().parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helper module beside this file
-
-import specsynth_app_support as support  # noqa: E402
-
-import specsynth  # noqa: E402
-from specsynth import audio, metrics, ops, phase, spectral  # noqa: E402
-from specsynth.errors import SpecsynthError  # noqa: E402
-from specsynth.soundfont import render_note  # noqa: E402
+import specsynth
+from specsynth import audio, metrics, ops, phase, spectral
+from specsynth import ui
+from specsynth.errors import SpecsynthError
+from specsynth.soundfont import render_note
 
 MODEL_ENV = "SPECSYNTH_MODEL"
 RENDER_CACHE = 64  # rendered results kept per section (a few MB each at most)
@@ -77,14 +71,14 @@ def model_identity(model):
 @st.cache_data(show_spinner=False, max_entries=256)
 def library_note(program, pitch, sample_rate):
     """A library note, peak-normalized like the training notes: float32 [n]."""
-    x = render_note(program, pitch, seconds=support.NOTE_SECONDS, hold=support.NOTE_HOLD, sample_rate=sample_rate)
+    x = render_note(program, pitch, seconds=ui.NOTE_SECONDS, hold=ui.NOTE_HOLD, sample_rate=sample_rate)
     return audio.normalize_audio(x)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def read_upload(file_id, name, sample_rate, _data):
     """Decode an upload once per file (keyed by the uploader's file id, not the bytes)."""
-    return support.upload_id(_data), support.read_upload(_data, name, sample_rate=sample_rate)
+    return ui.upload_id(_data), ui.read_upload(_data, name, sample_rate=sample_rate)
 
 
 @st.cache_data(show_spinner="Encoding…", max_entries=256)
@@ -97,13 +91,13 @@ def encode(_model, model_key, sound_id, _samples, pitch):
 def sound_view(_model, model_key, sound_id, _samples):
     """Player bytes and spectrogram picture of an input sound."""
     frames = spectral.analyze(_samples, _model.config)
-    return {"wav": support.wav_bytes(_samples, _model.sample_rate),
-            "png": support.spectrogram_png(frames, _model.config)}
+    return {"wav": ui.wav_bytes(_samples, _model.sample_rate),
+            "png": ui.spectrogram_png(frames, _model.config)}
 
 
 def rendered_view(model, r, **extra):
     """What the page shows of an ops.Rendered: WAV bytes, spectrogram PNG, timings and metrics."""
-    return {"wav": support.wav_bytes(r.samples, r.sample_rate), "png": support.spectrogram_png(r.frames, model.config),
+    return {"wav": ui.wav_bytes(r.samples, r.sample_rate), "png": ui.spectrogram_png(r.frames, model.config),
             "metrics": dict(r.metrics), "params": dict(r.params), "pitch": int(r.pitch), "seconds": r.seconds, **extra}
 
 
@@ -191,11 +185,11 @@ with st.sidebar:
     mode = st.radio("Mix path", ops.MIX_MODES, index=0, key="mix_mode", horizontal=True,
                     help="linear: weighted sum of latents; slerp: along great circles (keeps the latent norm).")
     st.header("Your sounds")
-    uploaded = st.file_uploader(f"Add sounds (up to {support.MAX_UPLOAD_MB} MB, {support.MAX_UPLOAD_SECONDS:g} s)",
-                                type=list(support.UPLOAD_TYPES), accept_multiple_files=True, key="uploads",
-                                max_upload_size=support.MAX_UPLOAD_MB)
+    uploaded = st.file_uploader(f"Add sounds (up to {ui.MAX_UPLOAD_MB} MB, {ui.MAX_UPLOAD_SECONDS:g} s)",
+                                type=list(ui.UPLOAD_TYPES), accept_multiple_files=True, key="uploads",
+                                max_upload_size=ui.MAX_UPLOAD_MB)
 
-SOUNDS = support.library()  # sound id -> label; uploads are added below
+SOUNDS = ui.library()  # sound id -> label; uploads are added below
 UPLOADS = {}  # sound id -> samples
 for f in uploaded or []:
     sid, result = read_upload(f.file_id, f.name, SR, f.getvalue())
@@ -213,14 +207,14 @@ UPLOAD_IDS = list(UPLOADS)
 def samples_of(sound_id):
     if sound_id in UPLOADS:
         return UPLOADS[sound_id]
-    lib = support.parse_library_id(sound_id)
+    lib = ui.parse_library_id(sound_id)
     if lib is None:
         raise SpecsynthError(f"{SOUNDS.get(sound_id, sound_id)} is no longer available; pick another sound")
     return library_note(*lib, SR)
 
 
 def source_of(sound_id):
-    lib = support.parse_library_id(sound_id)
+    lib = ui.parse_library_id(sound_id)
     pitch = lib[1] if lib else "auto"  # library notes know their pitch; uploads are estimated
     return encode(model, MODEL_KEY, sound_id, samples_of(sound_id), pitch)
 
@@ -246,8 +240,8 @@ def show_input(sound_id, caption):
 @st.fragment
 def interpolate_section():
     c1, c2 = st.columns(2)
-    a_id = pick_sound("Sound A", "interp_a", support.library_id(73, 60), container=c1)
-    b_id = pick_sound("Sound B", "interp_b", support.library_id(0, 60), container=c2)
+    a_id = pick_sound("Sound A", "interp_a", ui.library_id(73, 60), container=c1)
+    b_id = pick_sound("Sound B", "interp_b", ui.library_id(0, 60), container=c2)
     try:
         src_a, src_b = source_of(a_id), source_of(b_id)
     except SpecsynthError as exc:
@@ -286,11 +280,11 @@ def mix_player(src_a, src_b, a_id, b_id):
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def pad_png(x, y):
-    return support.png_bytes(support.xy_pad_rgb(x, y))
+    return ui.png_bytes(ui.xy_pad_rgb(x, y))
 
 
 def pitch_label(p):
-    return "mix (corners' weighted pitch)" if p == "mix" else f"{support.midi_name(p)} ({p})"
+    return "mix (corners' weighted pitch)" if p == "mix" else f"{ui.midi_name(p)} ({p})"
 
 
 @st.fragment
@@ -300,7 +294,7 @@ def xy_section():
     pad_col, out_col = st.columns(2)
     # ops.xy_weights order: (0,0) bottom-left, (1,0) bottom-right, (0,1) top-left, (1,1) top-right
     names = ("↙ bottom-left", "↘ bottom-right", "↖ top-left", "↗ top-right")
-    defaults = [support.library_id(p, 60) for p in (0, 73, 40, 89)]
+    defaults = [ui.library_id(p, 60) for p in (0, 73, 40, 89)]
     with pad_col:
         top = st.columns(2)
         c_tl = pick_sound(names[2], "xy_c2", defaults[2], container=top[0])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __version__, limits
 from .errors import SpecsynthError
-from .files import atomic_output, check_writable_dir, refuse_existing
+from .files import atomic_output, check_writable_dir, refuse_existing, shipped
 
 PHASE_METHODS = ("griffinlim", "fgla", "lws", "lws+fgla")
 
@@ -372,7 +372,7 @@ def cmd_render(args):
 def cmd_app(args):
     import subprocess
 
-    app = Path(__file__).resolve().parents[1] / "apps" / "specsynth_app.py"
+    app = shipped("apps/specsynth_app.py")
     if not app.exists():
         raise SpecsynthError(f"{app}: the app is not installed with this copy of specsynth")
     return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),

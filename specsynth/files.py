@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -125,6 +126,19 @@ class atomic_folder:
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise OutputError(f"cannot write here ({err.strerror or err})", path=self.path) from None
         return False
+
+
+def shipped(name):
+    """A file or folder shipped beside the package (``pretrained``, ``apps/specsynth_app.py``).
+
+    The one lookup: in a source checkout (an editable install) it is the checkout's own copy; a
+    wheel installs the same files under ``<prefix>/share/specsynth/`` (pyproject.toml's
+    data-files), where it is found otherwise.
+    """
+    checkout = Path(__file__).resolve().parent.parent / name
+    if checkout.exists():
+        return checkout
+    return Path(sys.prefix) / "share" / "specsynth" / name
 
 
 def check_writable_dir(folder):

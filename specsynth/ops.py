@@ -143,9 +143,8 @@ def mixed_pitch(labels, weights):
 
 def _render(model, latents, pitch, *, method, n_iter, params, started, circular=False, length=None, extra=None):
     frames = model.decode(latents, pitch=pitch)
-    mag = spectral.frames_to_magnitude(frames, model.config)
-    samples = phase.reconstruct(mag, config=model.config, method=method, n_iter=n_iter, circular=circular,
-                                length=length)
+    samples = phase.frames_to_audio(frames, config=model.config, method=method, n_iter=n_iter, circular=circular,
+                                    length=length)
     m = {"render_ms": (time.perf_counter() - started) * 1000}
     m.update(extra or {})
     return Rendered(samples, model.sample_rate, frames, latents, int(pitch), params, m)
@@ -296,8 +295,7 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
     ctx = 8  # decoder receptive field is a few frames: give it the wrapped neighbours
     wrapped = np.concatenate([looped[-ctx:], looped, looped[:ctx]], axis=0)
     frames = model.decode(wrapped, pitch=label)[ctx:-ctx]
-    mag = spectral.frames_to_magnitude(frames, model.config)
-    y = phase.reconstruct(mag, config=model.config, method=method, n_iter=n_iter, circular=True)
+    y = phase.frames_to_audio(frames, config=model.config, method=method, n_iter=n_iter, circular=True)
     if len(y) != n_samples:
         from scipy.signal import resample
 

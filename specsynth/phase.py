@@ -75,6 +75,14 @@ def reconstruct(mag, *, config, method=DEFAULT_METHOD, n_iter=None, circular=Fal
     return spectral.istft(spec, config, length=length, circular=circular)
 
 
+def frames_to_audio(frames, *, config, method=DEFAULT_METHOD, n_iter=None, circular=False, length=None):
+    """dB (or mel) frames ``[..., time, F]`` -> samples ``[..., n]``: the magnitudes they stand for
+    (:func:`specsynth.spectral.frames_to_magnitude`), then :func:`reconstruct`. The one path from
+    a decoder's frames to audio."""
+    mag = spectral.frames_to_magnitude(frames, config)
+    return reconstruct(mag, config=config, method=method, n_iter=n_iter, circular=circular, length=length)
+
+
 def _check_mag(mag, config):
     mag = np.asarray(mag, dtype=np.float32)
     if mag.ndim < 2 or mag.shape[-1] != config.n_bins:

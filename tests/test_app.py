@@ -3,12 +3,11 @@
 AppTest runs apps/specsynth_app.py like a browser session would (widgets set, script rerun) and
 exposes what the page shows. Players and pictures are media URLs named by a hash of their bytes,
 so "the audio changed" is "the URL changed". The upload checks also run on the pure handler in
-apps/specsynth_app_support.py, once per kind of bad file.
+specsynth/ui.py, once per kind of bad file.
 """
 from __future__ import annotations
 
 import io
-import sys
 
 import numpy as np
 import pytest
@@ -16,13 +15,11 @@ import soundfile as sf
 
 from conftest import REPO, SR, harmonic_tone
 from specsynth import phase
+from specsynth import ui
 from tiny_model import tiny_bundle_fixture
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
-
-sys.path.insert(0, str(REPO / "apps"))
-import specsynth_app_support as support  # noqa: E402
 
 APP = str(REPO / "apps" / "specsynth_app.py")
 TIMEOUT = 180  # the first run loads TensorFlow and compiles the phase kernels; reruns take well under 1 s
@@ -104,7 +101,7 @@ def test_interpolate_slider_renders_a_new_mix(app, model_env):
     assert metric(app, "Distance to A") + metric(app, "Distance to B") == expected_distances(model_env, 0.9)
     assert len(before_distances) == 2
     # a different pair of sounds
-    app.selectbox(key="interp_b").set_value(support.library_id(40, 48)).run()
+    app.selectbox(key="interp_b").set_value(ui.library_id(40, 48)).run()
     assert_clean(app)
     assert audio_urls(app)[2] != after_audio[2] and audio_urls(app)[1] != after_audio[1]
 
@@ -116,7 +113,7 @@ def expected_distances(bundle, alpha):
     from specsynth.soundfont import render_note
 
     model = specsynth.load(bundle)
-    a, b = (audio.normalize_audio(render_note(p, 60, seconds=support.NOTE_SECONDS, hold=support.NOTE_HOLD,
+    a, b = (audio.normalize_audio(render_note(p, 60, seconds=ui.NOTE_SECONDS, hold=ui.NOTE_HOLD,
                                               sample_rate=SR)) for p in (73, 0))
     mix = ops.interpolate(model, ops.encode_sound(model, a, pitch=60), ops.encode_sound(model, b, pitch=60), alpha)
     return [f"{metrics.log_mel_distance(x, mix.samples, SR):.1f} dB" for x in (a, b)]
@@ -159,7 +156,7 @@ def test_xy_pad_position_and_pitch(app):
     assert metric(app, "Pitch") == ["C5 (72)"]
     assert audio_urls(app)[3] != xy_moved
     # a corner swapped for another sound
-    app.selectbox(key="xy_c1").set_value(support.library_id(33, 48)).run()
+    app.selectbox(key="xy_c1").set_value(ui.library_id(33, 48)).run()
     assert_clean(app)
 
 
@@ -167,7 +164,7 @@ def test_loop_controls(app):
     loop_before = audio_urls(app)[4]
     loop_player = app.get("audio")[4].proto
     assert loop_player.loop  # plays on repeat
-    app.selectbox(key="loop_seed_sound").set_value(support.library_id(73, 60))
+    app.selectbox(key="loop_seed_sound").set_value(ui.library_id(73, 60))
     app.slider(key="loop_seconds").set_value(2.0)
     app.slider(key="loop_temperature").set_value(1.2)
     app.number_input(key="loop_seed").set_value(3).run()
@@ -200,7 +197,7 @@ def test_upload_joins_every_sound_list_and_bad_upload_shows_an_error(app):
     assert "\n" not in errors[0] and "specsynth-upload-" not in errors[0]
     for key in ("interp_a", "interp_b", "xy_c0", "xy_c3", "loop_seed_sound"):
         assert "⬆ my tone.wav" in app.selectbox(key=key).options
-    uploaded = support.upload_id(tone)
+    uploaded = ui.upload_id(tone)
     before = audio_urls(app)
     app.selectbox(key="interp_a").set_value(uploaded).run()
     assert [e.value for e in app.error] == errors and not app.exception
@@ -213,7 +210,7 @@ def test_upload_joins_every_sound_list_and_bad_upload_shows_an_error(app):
     # removing the uploads puts the widgets that held one back to their defaults
     app.file_uploader(key="uploads").clear().run()
     assert_clean(app)
-    assert app.selectbox(key="interp_a").value == support.library_id(73, 60)
+    assert app.selectbox(key="interp_a").value == ui.library_id(73, 60)
     assert app.selectbox(key="loop_seed_sound").value == "none"
     assert len(audio_urls(app)) == 5
 
@@ -239,7 +236,7 @@ def test_bad_model_shows_one_error_line(tmp_path, monkeypatch):
 
 
 def read(data, name="sound.wav", **kwargs):
-    return support.read_upload(data, name, sample_rate=SR, **kwargs)
+    return ui.read_upload(data, name, sample_rate=SR, **kwargs)
 
 
 def test_read_upload_accepts_audio_and_resamples():
@@ -264,7 +261,7 @@ def test_read_upload_rejects_bad_input_with_one_line(case, expected):
         "empty": lambda: b"",
         "no samples": lambda: wav(np.zeros(0, np.float32)),
         "too long": lambda: wav(np.zeros(31 * 4000, np.float32) + 0.1, sr=4000),
-        "too large": lambda: b"\0" * (support.MAX_UPLOAD_BYTES + 1),
+        "too large": lambda: b"\0" * (ui.MAX_UPLOAD_BYTES + 1),
         "nan": lambda: wav(np.full(1000, np.nan, np.float32), subtype="FLOAT"),
         "silent": lambda: wav(np.zeros(SR, np.float32)),
     }[case]()
@@ -276,12 +273,12 @@ def test_read_upload_rejects_bad_input_with_one_line(case, expected):
 
 def test_wav_bytes_keep_the_level():
     x = 0.25 * np.sin(np.linspace(0, 200, SR)).astype(np.float32)
-    y, sr = sf.read(io.BytesIO(support.wav_bytes(x, SR)), dtype="float32")
-    info = sf.info(io.BytesIO(support.wav_bytes(x, SR)))
+    y, sr = sf.read(io.BytesIO(ui.wav_bytes(x, SR)), dtype="float32")
+    info = sf.info(io.BytesIO(ui.wav_bytes(x, SR)))
     assert sr == SR and info.subtype == "PCM_16"
     assert abs(np.max(np.abs(y)) - np.max(np.abs(x))) < 1e-3  # not rescaled to full scale
     # a render above full scale is turned down as a whole, not clipped
-    loud, _ = sf.read(io.BytesIO(support.wav_bytes(4 * x, SR)), dtype="float32")
+    loud, _ = sf.read(io.BytesIO(ui.wav_bytes(4 * x, SR)), dtype="float32")
     np.testing.assert_allclose(loud, y / np.max(np.abs(y)) * np.max(np.abs(loud)), atol=2e-4)
     assert 0.99 < np.max(np.abs(loud)) <= 1.0
 
@@ -290,10 +287,10 @@ def test_spectrogram_picture(config):
     from specsynth import spectral
 
     frames = spectral.analyze(harmonic_tone(440.0, seconds=0.5), config)
-    rgb = support.spectrogram_rgb(frames, config, height=120)
+    rgb = ui.spectrogram_rgb(frames, config, height=120)
     assert rgb.shape == (120, len(frames), 3) and rgb.dtype == np.uint8
     # the tone's energy is low on a log axis: the bottom half is brighter than the top rows
     assert rgb[60:].mean() > rgb[:20].mean()
-    png = support.spectrogram_png(frames, config, width=300, height=100)
+    png = ui.spectrogram_png(frames, config, width=300, height=100)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert support.xy_pad_rgb(0.25, 0.75, size=64).shape == (64, 64, 3)
+    assert ui.xy_pad_rgb(0.25, 0.75, size=64).shape == (64, 64, 3)

@@ -473,12 +473,14 @@ def test_sample_prior_bad_arguments(model, kwargs):
 # "pretrained"
 
 
-def test_pretrained_name_resolves_to_the_repo_folder():
-    from specsynth.model.bundle import PRETRAINED, resolve
+def test_pretrained_name_resolves_to_the_shipped_bundle_or_the_environment(monkeypatch, tmp_path):
+    from specsynth.model.bundle import resolve
 
-    assert PRETRAINED == REPO / "pretrained"
-    assert resolve("pretrained") == PRETRAINED and resolve(None) == PRETRAINED
+    monkeypatch.delenv("SPECSYNTH_PRETRAINED", raising=False)
+    assert resolve("pretrained") == REPO / "pretrained" and resolve(None) == REPO / "pretrained"
     assert resolve("some/folder") == Path("some/folder")
+    monkeypatch.setenv("SPECSYNTH_PRETRAINED", str(tmp_path))
+    assert resolve("pretrained") == tmp_path
 
 
 def test_load_pretrained():

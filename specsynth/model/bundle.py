@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 import zipfile
 from pathlib import Path
@@ -20,13 +21,13 @@ import numpy as np
 
 from .. import phase, spectral
 from ..errors import BundleError, ConfigError
-from ..files import atomic_folder
+from ..files import atomic_folder, shipped
 from ..limits import check_temperature
 from ..pitch import PITCH_FEATURES, UNPITCHED, check_pitch, estimate_pitch, pitch_features
 
 FORMAT_VERSION = 2  # 2: partials output layer, 4 pitch features
 FILES = ("config.json", "vae.keras", "prior.keras", "norm.npz", "metrics.json")
-PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained"
+PRETRAINED_ENV = "SPECSYNTH_PRETRAINED"  # overrides where "pretrained" points
 # Classes a bundle's .keras files may hold: Keras's own (minus Lambda) and ours.
 OURS = {"specsynth>VAE", "specsynth>LatentPrior", "specsynth>BroadcastTime", "specsynth>PartialsOutput",
         "specsynth>HarmonicInput"}
@@ -35,9 +36,13 @@ WALK_KEYS = ("walk_scale", "walk_shift")  # optional in norm.npz
 
 
 def resolve(path):
-    """``"pretrained"`` (or None) -> the bundle in pretrained/; anything else is a folder path."""
+    """``"pretrained"`` (or None) -> the pretrained bundle; anything else is a folder path.
+
+    The pretrained bundle is ``$SPECSYNTH_PRETRAINED`` if set, else the one shipped with the
+    package (:func:`specsynth.files.shipped`).
+    """
     if path is None or str(path) == "pretrained":
-        return PRETRAINED
+        return Path(os.environ.get(PRETRAINED_ENV) or shipped("pretrained"))
     return Path(path)
 
 
@@ -169,9 +174,8 @@ class Model:
     def synthesize(self, latents, *, pitch, method=phase.DEFAULT_METHOD, n_iter=None, circular=False,
                    length=None):
         """Latents -> samples: decode, dB frames -> magnitudes, phase reconstruction."""
-        mag = spectral.frames_to_magnitude(self.decode(latents, pitch=pitch), self.config)
-        return phase.reconstruct(mag, config=self.config, method=method, n_iter=n_iter, circular=circular,
-                                 length=length)
+        return phase.frames_to_audio(self.decode(latents, pitch=pitch), config=self.config, method=method,
+                                     n_iter=n_iter, circular=circular, length=length)
 
     def resynthesize(self, samples, *, pitch="auto", method=phase.DEFAULT_METHOD, n_iter=None):
         """Samples -> encode -> decode -> phase -> samples of the same length (the model's round trip)."""

@@ -1,4 +1,5 @@
-"""Pure helpers for the Streamlit app: the sound library, uploads, WAV bytes and pictures.
+"""Helpers for user interfaces (the Streamlit app, notebooks): the sound library, uploads,
+WAV bytes and pictures.
 
 Nothing here imports Streamlit or TensorFlow, so every function can be tested on its own
 (tests/test_app.py) and the app stays a thin layer over :mod:`specsynth.ops`.
