@@ -129,3 +129,20 @@ def loop_seam_flux(samples, config):
     seam = float(np.mean(flux[seam_idx]))
     inside = np.delete(flux, seam_idx)
     return seam, float(np.median(inside))
+
+
+def loop_start(y, config):
+    """Where a circular loop should start: ``(frame, blend_flux)``.
+
+    The loop is continuous all the way round (blended in latent space, decoded and phase-rebuilt
+    circularly), so its file can start at any frame; it starts where the sound changes least (the
+    lowest spectral flux, averaged over 5 frames), as one sets a sampler's loop point on a steady
+    part. ``blend_flux`` is the flux where the latent tail was blended into the head, which is
+    then inside the loop, reported so that a jump there would still show.
+    """
+    flux, m = circular_flux(y, config)
+    t = len(flux)
+    at_start = 0.5 * (flux + np.roll(flux, 1))  # flux across frame j (loop_seam_flux's seam when j = m)
+    calm = np.convolve(np.concatenate([at_start[-2:], at_start, at_start[:2]]), np.ones(5) / 5, mode="valid")
+    centre = int(np.argmin(calm))
+    return (centre - m) % t, float(at_start[m])

@@ -267,7 +267,7 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
     space, so the last frame flows into the first; the decoder sees the sequence wrapped around;
     phase is reconstructed in circular mode; and the result is resampled periodically (FFT) to
     the exact length, which keeps the wrap seamless. The file then starts at the loop's steadiest
-    frame (see :func:`_steadiest_start`); ``metrics["blend_flux"]`` is the flux where the blend
+    frame (see :func:`specsynth.metrics.loop_start`); ``metrics["blend_flux"]`` is the flux where the blend
     sits inside it.
     """
     started = time.perf_counter()
@@ -300,7 +300,7 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
         from scipy.signal import resample
 
         y = resample(y, n_samples).astype(np.float32)  # FFT resampling assumes periodicity: seam kept
-    shift, blend_flux = _steadiest_start(y, model.config)
+    shift, blend_flux = metrics.loop_start(y, model.config)
     y = np.roll(y, -shift * hop)  # frames and latents turn with it (exactly when hop divides the length)
     frames, looped = np.roll(frames, -shift, axis=0), np.roll(looped, -shift, axis=0)
     seam, inside = metrics.loop_seam_flux(y, model.config)
@@ -309,20 +309,3 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
     m = {"render_ms": (time.perf_counter() - started) * 1000, "seam_flux": seam, "median_flux": inside,
          "blend_flux": blend_flux}
     return Rendered(y, sr, frames, looped, int(label), params, m)
-
-
-def _steadiest_start(y, config):
-    """Where a circular loop should start: ``(frame, blend_flux)``.
-
-    The loop is continuous all the way round (blended in latent space, decoded and phase-rebuilt
-    circularly), so its file can start at any frame; it starts where the sound changes least (the
-    lowest spectral flux, averaged over 5 frames), as one sets a sampler's loop point on a steady
-    part. ``blend_flux`` is the flux where the latent tail was blended into the head, which is
-    then inside the loop, reported so that a jump there would still show.
-    """
-    flux, m = metrics.circular_flux(y, config)
-    t = len(flux)
-    at_start = 0.5 * (flux + np.roll(flux, 1))  # flux across frame j (loop_seam_flux's seam when j = m)
-    calm = np.convolve(np.concatenate([at_start[-2:], at_start, at_start[:2]]), np.ones(5) / 5, mode="valid")
-    centre = int(np.argmin(calm))
-    return (centre - m) % t, float(at_start[m])

@@ -119,20 +119,6 @@ def expected_distances(bundle, alpha):
     return [f"{metrics.log_mel_distance(x, mix.samples, SR):.1f} dB" for x in (a, b)]
 
 
-def test_reruns_keep_tensorflows_compiled_kernels(app, monkeypatch):
-    # Streamlit clears the Keras session after each run, which would drop TensorFlow's kernel cache
-    # and make every slider step re-instantiate the decoder graph
-    from tensorflow.python.eager import context
-
-    cleared = []
-    ctx = context.context()
-    monkeypatch.setattr(ctx, "clear_kernel_cache", lambda: cleared.append(1))
-    app.slider(key="interp_mix").set_value(0.3).run()
-    app.slider(key="xy_x").set_value(0.8).run()
-    assert_clean(app)
-    assert cleared == []
-
-
 def test_session_state_drives_the_app(app):
     before = audio_urls(app)[1]
     app.session_state["interp_mix"] = 0.2

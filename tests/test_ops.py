@@ -6,7 +6,7 @@ import pytest
 
 import specsynth
 from conftest import SR, harmonic_tone
-from specsynth import metrics, ops, spectral
+from specsynth import metrics, ops
 from specsynth.errors import ConfigError
 from tiny_model import tiny_bundle_fixture
 
@@ -105,17 +105,6 @@ def test_loop_has_the_exact_length_and_wraps_in_latent_space(model, seconds):
     assert not np.allclose(ops.loop(model, seed, seconds=seconds, temperature=0.8, seed=4).samples, r.samples)
 
 
-def test_loop_point_is_steadier_than_the_walk_inside():
-    # white latents: every step of the walk is a big jump; around the wrap the loop is smoothed
-    z = np.random.default_rng(0).standard_normal((400, 8)).astype(np.float32)
-    out = ops._steady_wrap(z, n_blend=31)
-    assert out.shape == z.shape and out.dtype == z.dtype
-    steps = np.linalg.norm(np.diff(out, axis=0), axis=1)
-    assert np.linalg.norm(out[0] - out[-1]) < 0.5 * np.median(steps)
-    np.testing.assert_array_equal(out[40:-40], z[40:-40])  # away from the wrap: untouched
-    np.testing.assert_array_equal(ops._steady_wrap(z[:20], n_blend=31), z[:20])  # too short to smooth: as is
-
-
 def test_loop_file_starts_where_the_sound_is_steadiest(config):
     # a circular signal: a steady tone for half its length, a busy chirping noise for the rest
     sr, hop, n = config.sample_rate, config.hop, 250 * config.hop
@@ -123,7 +112,7 @@ def test_loop_file_starts_where_the_sound_is_steadiest(config):
     rng = np.random.default_rng(0)
     busy = rng.standard_normal(n) * (1 + np.sin(2 * np.pi * 23 * t)) + np.sin(2 * np.pi * (300 + 4000 * t % 1) * t)
     x = np.where(np.arange(n) < n // 2, np.sin(2 * np.pi * 440 * t), 0.3 * busy).astype(np.float32)
-    start, blend = ops._steadiest_start(x, config)
+    start, blend = metrics.loop_start(x, config)
     assert 4 <= start <= 121  # the frames around the new start lie in the steady half (samples 0..n/2)
     assert blend == pytest.approx(metrics.loop_seam_flux(x, config)[0])  # the flux at the old wrap
     seam, inside = metrics.loop_seam_flux(np.roll(x, -start * hop), config)
@@ -148,11 +137,6 @@ def test_a_loop_is_primed_with_its_seeds_body_not_its_release_tail(model, monkey
     # the seed's own latents from its onset (0.25 s in: frame 16, less the window's reach)
     start = [k for k in range(len(z) - len(prime) + 1) if np.allclose(z[k : k + len(prime)], prime, atol=1e-6)]
     assert len(start) == 1 and 10 <= start[0] <= 16, start
-    # the seed is analysed once, for its latents and its body alike
-    analysed, analyze = [], spectral.analyze
-    monkeypatch.setattr(spectral, "analyze", lambda x, config, **kw: analysed.append(x is seed) or analyze(x, config, **kw))
-    ops.loop(model, seed, seconds=1.0, seed=0, pitch=57)
-    assert analysed.count(True) == 1, analysed
     # a Source keeps its frames only when asked (the app and render workers cache many Sources)
     assert ops.encode_sound(model, seed, pitch=57).frames is None
 
