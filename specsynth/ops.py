@@ -21,7 +21,7 @@ import numpy as np
 
 from . import audio, metrics, phase, spectral
 from .errors import ConfigError
-from .limits import check_loop_seconds
+from .limits import check_loop_seconds, check_steps
 from .pitch import UNPITCHED
 
 MIX_MODES = ("linear", "slerp")
@@ -179,8 +179,7 @@ def interpolate(model, a, b, alpha, **kwargs):
 
 def interpolate_series(model, a, b, steps, *, source_pitch="auto", **kwargs):
     """``steps`` sounds evenly spaced from ``a`` to ``b`` inclusive (each encoded once)."""
-    if not isinstance(steps, (int, np.integer)) or steps < 2:
-        raise ConfigError(f"steps must be an int >= 2, got {steps!r}")
+    steps = check_steps(steps)
     sa = encode_sound(model, a, pitch=source_pitch)
     sb = encode_sound(model, b, pitch=source_pitch)
     return [interpolate(model, sa, sb, float(t), **kwargs) for t in np.linspace(0.0, 1.0, steps)]
