@@ -132,11 +132,21 @@ def normalize_audio(samples, *, mode="peak", peak_db=-1.0, loudness_lufs=-20.0, 
     return (samples * np.float32(target_peak / peak)).astype(np.float32)
 
 
+def fit_full_scale(samples):
+    """``samples`` as they are, or turned down as a whole to a peak of 1.0 if they would exceed
+    full scale: outputs are never clipped. Non-finite samples become silence."""
+    x = np.nan_to_num(np.asarray(samples, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    return x / np.float32(peak) if peak > 1.0 else x
+
+
 def write(path, samples, sample_rate, *, overwrite=False, subtype="PCM_16"):
     """Write mono audio to WAV or FLAC atomically: a temporary file in the same folder, then rename.
 
+    Audio above full scale is turned down as a whole (:func:`fit_full_scale`), never clipped.
     Raises OutputError if the file exists and ``overwrite`` is false, if the folder is not
-    writable, or if the extension is neither .wav nor .flac. Nothing is left behind on failure.
+    writable or full, or if the extension is neither .wav nor .flac. Nothing is left behind on
+    failure.
     """
     path = Path(path)
     fmt = WRITE_FORMATS.get(path.suffix.lower())
@@ -145,7 +155,7 @@ def write(path, samples, sample_rate, *, overwrite=False, subtype="PCM_16"):
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim != 1:
         raise ConfigError(f"expected mono samples of shape [n], got shape {samples.shape}")
-    samples = np.clip(np.nan_to_num(samples), -1.0, 1.0)
+    samples = fit_full_scale(samples)
     with atomic_output(path, overwrite=overwrite) as tmp:
         sf.write(tmp, samples, int(sample_rate), format=fmt, subtype=subtype)
     return path

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from . import __version__, limits
-from .errors import SpecsynthError
+from .errors import SpecsynthError, from_os_error
 from .files import atomic_output, check_writable_dir, refuse_existing, shipped
 
 PHASE_METHODS = ("griffinlim", "fgla", "lws", "lws+fgla")
@@ -41,7 +41,10 @@ def build_parser():
     p.add_argument("-o", "--outdir", required=True, help="folder for OUTDIR/<name>.wav")
     _add_phase_args(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--max-seconds", type=float, default=600.0, help="refuse longer inputs (default 600)")
+    p.add_argument("--max-seconds", type=float, default=limits.MAX_INPUT_SECONDS,
+                   help=f"refuse longer inputs (default {limits.MAX_INPUT_SECONDS:g})")
+    p.add_argument("--normalize", choices=("peak", "loudness"), default=None,
+                   help="normalize the output (default: keep the input's level)")
     p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("info", help="describe an audio file")
@@ -196,7 +199,7 @@ def cmd_reconstruct(args):
     bar = tqdm(list(zip(args.inputs, outs)), disable=len(outs) < 4, unit="file", file=sys.stderr)
     for src, dst in bar:
         r = reconstruct_file(src, dst, method=args.method, n_iter=args.iters, overwrite=args.overwrite,
-                             max_seconds=args.max_seconds)
+                             max_seconds=args.max_seconds, normalize=args.normalize)
         line = f"{r['output']}\tspectral convergence {r['spectral_convergence_db']:.1f} dB"
         (bar.write if not bar.disable else print)(line)
     return 0
@@ -392,13 +395,17 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
+        parser.print_usage(sys.stderr)
+        sys.stderr.write("specsynth: error: give a command (specsynth --help lists them)\n")
         return 2
     try:
         return args.func(args) or 0
     except SpecsynthError as exc:
         sys.stderr.write(f"specsynth: {exc}\n")
         return exc.exit_code
+    except OSError as exc:  # a full disk, a folder one cannot enter, a name too long: the user's, not a bug
+        sys.stderr.write(f"specsynth: {from_os_error(exc)}\n")
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write("specsynth: interrupted\n")
         return 130

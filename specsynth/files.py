@@ -6,13 +6,14 @@ target, renamed into place), so a kill at any moment leaves either the old conte
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from .errors import OutputError
+from .errors import OutputError, SpecsynthError, os_reason
 
 # Read once at import (os.umask can only be read by setting it, which is not thread-safe).
 _UMASK = os.umask(0o022)
@@ -52,7 +53,7 @@ class atomic_output:
             folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=folder)
         except OSError as exc:
-            raise OutputError(f"cannot write here ({exc.strerror or exc})", path=self.path) from None
+            raise OutputError(f"cannot write here ({os_reason(exc)})", path=self.path) from None
         os.close(fd)
         self.tmp = tmp
         return tmp
@@ -64,14 +65,33 @@ class atomic_output:
                 os.replace(self.tmp, self.path)
                 return False
             except OSError as err:
-                exc = OutputError(f"cannot write here ({err.strerror or err})", path=self.path)
+                exc = OutputError(f"cannot write here ({os_reason(err)})", path=self.path)
         try:
             os.unlink(self.tmp)
         except OSError:
             pass
-        if exc_type is None:
-            raise exc
+        failure = write_failure(self.path, exc)
+        if failure is not None:
+            raise failure from None
         return False
+
+
+def write_failure(path, exc):
+    """The OutputError to raise for ``exc``, which stopped writing ``path``; None to let it through.
+
+    Writers (libsndfile among them) often report a full disk only as "System error": a folder
+    with next to no space left is reported as full, whatever the writer said.
+    """
+    if exc is None or isinstance(exc, (SpecsynthError, KeyboardInterrupt, SystemExit)):
+        return exc if isinstance(exc, SpecsynthError) else None
+    try:
+        if shutil.disk_usage(Path(path).parent).free < 1 << 20:
+            return OutputError(f"cannot write here ({os_reason(OSError(errno.ENOSPC, ''))})", path=path)
+    except OSError:
+        pass
+    if isinstance(exc, OSError):
+        return OutputError(f"cannot write here ({os_reason(exc)})", path=path)
+    return None
 
 
 def write_text(path, text, *, overwrite=True):
@@ -108,6 +128,9 @@ class atomic_folder:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            failure = write_failure(self.path, exc)
+            if failure is not None:
+                raise failure from None
             return False
         try:
             if self.path.exists():
@@ -124,7 +147,7 @@ class atomic_folder:
                 os.replace(self.tmp, self.path)
         except OSError as err:
             shutil.rmtree(self.tmp, ignore_errors=True)
-            raise OutputError(f"cannot write here ({err.strerror or err})", path=self.path) from None
+            raise OutputError(f"cannot write here ({os_reason(err)})", path=self.path) from None
         return False
 
 
@@ -152,5 +175,5 @@ def check_writable_dir(folder):
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
-        raise OutputError(f"folder is not writable ({exc.strerror or exc})", path=folder) from None
+        raise OutputError(f"folder is not writable ({os_reason(exc)})", path=folder) from None
     return folder

@@ -12,20 +12,23 @@ from .limits import MAX_INPUT_SECONDS
 
 
 def reconstruct_file(in_path, out_path, *, config=None, method=phase.DEFAULT_METHOD, n_iter=None,
-                     overwrite=False, max_seconds=MAX_INPUT_SECONDS):
+                     overwrite=False, max_seconds=MAX_INPUT_SECONDS, normalize=None):
     """Reconstruct one file from its STFT magnitude alone and write it atomically.
+
+    The output keeps the input's level unless ``normalize`` (``"peak"`` or ``"loudness"``, see
+    :func:`specsynth.audio.normalize_audio`) asks otherwise.
 
     Returns a dict with ``input``, ``output``, ``seconds`` (audio length), ``spectral_convergence_db``
     and ``render_seconds``.
     """
     config = config or spectral.SpectralConfig()
-    samples, rate = audio.load(in_path, sample_rate=config.sample_rate, max_seconds=max_seconds)
+    samples, rate = audio.load(in_path, sample_rate=config.sample_rate, max_seconds=max_seconds, normalize=None)
     start = time.perf_counter()
     mag = spectral.magnitude(samples, config)
     out = phase.reconstruct(mag, config=config, method=method, n_iter=n_iter, length=len(samples))
     elapsed = time.perf_counter() - start
     sc = metrics.spectral_convergence(mag, out, config)
-    audio.write(out_path, out, rate, overwrite=overwrite)
+    audio.write(out_path, audio.normalize_audio(out, mode=normalize, sample_rate=rate), rate, overwrite=overwrite)
     return {
         "input": str(in_path),
         "output": str(out_path),

@@ -129,10 +129,7 @@ def wav_bytes(samples, sample_rate):
     scale: the levels the library chose would be lost. Only a render that peaks above full scale
     is turned down (to a peak of 1), so it does not clip.
     """
-    x = np.nan_to_num(np.asarray(samples, np.float32))
-    peak = float(np.max(np.abs(x))) if x.size else 0.0
-    if peak > 1.0:
-        x = x / peak  # a render above full scale is turned down, not clipped
+    x = audio.fit_full_scale(samples)
     buf = io.BytesIO()
     sf.write(buf, x, int(sample_rate), format="WAV", subtype="PCM_16")
     return buf.getvalue()

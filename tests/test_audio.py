@@ -205,11 +205,10 @@ def test_write_round_trip(tmp_path, ext):
     assert _temp_files(tmp_path) == []
 
 
-def test_write_clips_and_removes_nan(tmp_path):
+def test_write_turns_down_instead_of_clipping_and_removes_nan(tmp_path):
     x = np.array([0.5, 2.0, -3.0, np.nan, np.inf, -0.25], np.float32)
     y, _ = sf.read(str(audio.write(tmp_path / "wild.wav", x, SR, subtype="FLOAT")), dtype="float32")
-    assert np.all(np.isfinite(y)) and np.max(np.abs(y)) <= 1.0
-    assert y[0] == 0.5 and y[1] == 1.0 and y[2] == -1.0 and y[3] == 0.0
+    np.testing.assert_allclose(y, [0.5 / 3, 2.0 / 3, -1.0, 0.0, 0.0, -0.25 / 3], atol=1e-6)
 
 
 def test_write_refuses_to_replace_without_overwrite(tmp_path):
@@ -247,7 +246,7 @@ def test_failed_write_leaves_the_original_and_no_temp_file(tmp_path, monkeypatch
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(audio.sf, "write", write_half_then_fail)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(OutputError, match="disk is full"):
         audio.write(path, harmonic_tone(330.0, 0.3), SR, overwrite=True)
     assert path.read_bytes() == original
     assert sorted(p.name for p in tmp_path.iterdir()) == ["precious.wav"]
@@ -315,3 +314,11 @@ def test_file_info(tmp_path):
     with pytest.raises(AudioError, match="no such file"):
         audio.file_info(tmp_path / "nope.wav")
     assert folder_snapshot(tmp_path).keys() == {"info.wav"}
+
+
+def test_write_turns_loud_audio_down_instead_of_clipping(tmp_path):
+    x = 2.0 * sine(440.0, 0.2)
+    path = audio.write(tmp_path / "loud.wav", x, SR)
+    y, _ = sf.read(str(path), dtype="float32")
+    assert np.max(np.abs(y)) <= 1.0
+    np.testing.assert_allclose(y, x / np.max(np.abs(x)), atol=1e-3)  # the same shape, not clipped

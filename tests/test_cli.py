@@ -120,7 +120,7 @@ def test_reconstruct_two_files(tmp_path, outdir):
         assert info.samplerate == SR and info.channels == 1
         assert info.frames == expected_len  # the same duration as the input
         y, _ = sf.read(str(out), dtype="float32")
-        x, _ = audio.load(src, sample_rate=SR)
+        x, _ = audio.load(src, sample_rate=SR, normalize=None)
         # the file holds a good reconstruction, close to what was reported (16-bit rounding aside)
         sc = metrics.spectral_convergence(spectral.magnitude(x, config), y, config)
         assert sc < -30.0, (src.name, sc)  # measured: tone -50.7, flute -46.2 dB
@@ -283,3 +283,40 @@ def test_bad_options(tmp_path, outdir, args, word):
     src = write_wav(tmp_path / "tone.wav", harmonic_tone(220.0, 0.3))
     result = run_cli("reconstruct", src, "-o", outdir, *args)
     assert_user_error(result, word, outdir)
+
+
+# ---------------------------------------------------------------------------------------------
+# Levels, and errors the operating system reports
+
+
+@pytest.mark.parametrize("level", [0.05, 0.5])
+def test_reconstruct_keeps_the_input_level(tmp_path, outdir, level):
+    x = level * harmonic_tone(220.0, 1.0) / np.max(np.abs(harmonic_tone(220.0, 1.0)))
+    src = write_wav(tmp_path / "tone.wav", x, subtype="FLOAT")
+    assert run_cli("reconstruct", src, "-o", outdir).returncode == 0
+    y, _ = sf.read(str(outdir / "tone.wav"), dtype="float32")
+    rms_db = lambda v: 20 * np.log10(np.sqrt(np.mean(np.square(v))))  # noqa: E731
+    assert abs(rms_db(y) - rms_db(x)) <= 0.5
+    # normalizing is asked for, not done by default
+    assert run_cli("reconstruct", src, "-o", outdir, "--overwrite", "--normalize", "peak").returncode == 0
+    y, _ = sf.read(str(outdir / "tone.wav"), dtype="float32")
+    assert np.max(np.abs(y)) == pytest.approx(10 ** (-1 / 20), abs=2e-3)
+
+
+def test_a_name_too_long_is_one_line(tmp_path, outdir):
+    src = write_wav(tmp_path / "tone.wav", harmonic_tone(220.0, 0.3))
+    result = run_cli("encode", src, "-o", outdir / ("z" * 300 + ".npy"))
+    assert_user_error(result, "z" * 300, outdir)
+    assert "too long" in result.stderr
+
+
+def test_a_newline_in_a_name_keeps_the_error_on_one_line(tmp_path, outdir):
+    src = tmp_path / "two\nlines.wav"
+    result = run_cli("reconstruct", src, "-o", outdir)
+    assert_user_error(result, "two\\nlines.wav", outdir)
+
+
+def test_no_command_says_so_on_stderr():
+    result = run_cli()
+    assert result.returncode == 2 and result.stdout == ""
+    assert "give a command" in result.stderr and "Traceback" not in result.stderr
