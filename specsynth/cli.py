@@ -378,8 +378,12 @@ def cmd_app(args):
     app = shipped("apps/specsynth_app.py")
     if not app.exists():
         raise SpecsynthError(f"{app}: the app is not installed with this copy of specsynth")
+    from .ui import MAX_UPLOAD_MB
+
+    # the server refuses uploads over the app's own limit before reading them (Streamlit's default is 200 MB)
     return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-                            "--server.headless", "true", "--browser.gatherUsageStats", "false"])
+                            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                            "--server.maxUploadSize", str(MAX_UPLOAD_MB)])
 
 
 def cmd_info(args):

@@ -40,8 +40,11 @@ def _mel_fb(sample_rate, n_fft, n_mels):
 
 def log_mel(samples, sample_rate, *, n_fft=1024, hop=256, n_mels=128, top_db=80.0, ref=None):
     """Log-mel power spectrogram in dB ``[time, n_mels]``, floored ``top_db`` below ``ref``
-    (default: its own peak). Hann-windowed centred STFT, as librosa computes it."""
+    (default: its own peak). Hann-windowed centred STFT, as librosa computes it. A sound shorter
+    than ``n_fft`` is padded with silence to one window."""
     x = np.asarray(samples, dtype=np.float64)
+    if len(x) < n_fft:
+        x = np.pad(x, (0, n_fft - len(x)))
     from scipy.signal import stft as _stft
 
     _, _, z = _stft(x, nperseg=n_fft, noverlap=n_fft - hop, window="hann", boundary="even", padded=True)

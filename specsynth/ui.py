@@ -32,7 +32,7 @@ _NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 MAX_UPLOAD_MB = 10
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 MAX_UPLOAD_SECONDS = 30.0
-UPLOAD_TYPES = ("wav", "flac", "ogg", "mp3", "aif", "aiff")
+UPLOAD_TYPES = ("wav", "flac", "ogg", "oga", "opus", "mp3", "aif", "aiff", "aifc")  # what audio.load reads
 
 
 def midi_name(pitch):

@@ -327,3 +327,12 @@ def test_log_mel_distance_ranks_estimates_and_reuses_the_reference():
     with pytest.raises(ValueError, match="frames"):
         metrics.log_mel_distance_from(ref, x[: SR // 2], SR)
 
+
+
+@pytest.mark.parametrize("n", [64, 300, 1023, 1024])
+def test_log_mel_distance_of_sounds_shorter_than_a_window(n):
+    from specsynth import metrics
+
+    x = harmonic_tone(220.0, 1.0)[:n]
+    assert metrics.log_mel_distance(x, x, SR) == 0.0
+    assert metrics.log_mel_distance(x, 0.5 * x, SR) > 0.0
