@@ -279,23 +279,18 @@ def cmd_encode(args):
 
 
 def cmd_decode(args):
-    import numpy as np
-
     from . import audio
+    from .ops import read_latents
 
     limits.check_iters(args.iters, "--iters")
-    try:
-        z = np.load(args.input, allow_pickle=False)
-    except FileNotFoundError:
-        raise SpecsynthError(f"{args.input}: no such file") from None
-    except (ValueError, OSError) as exc:
-        raise SpecsynthError(f"{args.input}: not a .npy array ({str(exc).splitlines()[0]})") from None
-    model = _load_model(args.model)
-    if z.ndim != 2 or z.shape[1] != model.z_dim or z.shape[0] < 1 or not np.all(np.isfinite(z)):
-        raise SpecsynthError(f"{args.input}: expected a finite [time, {model.z_dim}] array, got shape {z.shape}")
     pitch = _pitch_arg(args.pitch)
     if pitch == "auto":
         raise SpecsynthError("decode needs --pitch N (a MIDI note, or 128 for unpitched)")
+    _refuse_existing([args.out], args.overwrite)
+    model = _load_model(args.model)
+    z = read_latents(args.input, frame_rate=model.frame_rate)
+    if z.shape[1] != model.z_dim:
+        raise SpecsynthError(f"{args.input}: expected a [time, {model.z_dim}] array for this model, got shape {z.shape}")
     y = model.synthesize(z, pitch=pitch, method=args.method, n_iter=args.iters)
     audio.write(args.out, audio.normalize_audio(y), model.sample_rate, overwrite=args.overwrite)
     print(f"{args.out}\t{len(y) / model.sample_rate:.2f} s")

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from . import audio, metrics, phase, spectral
-from .errors import ConfigError
-from .limits import check_loop_seconds, check_steps
+from .errors import AudioError, ConfigError
+from .limits import MAX_INPUT_SECONDS, check_loop_seconds, check_steps
 from .pitch import UNPITCHED
 
 MIX_MODES = ("linear", "slerp")
@@ -76,6 +76,35 @@ def encode_sound(model, sound, *, pitch="auto", name=None, keep_frames=False):
     frames = spectral.analyze(samples, model.config)
     latents = model.encode_frames(frames, pitch=label)
     return Source(latents, label, samples, name or "", frames if keep_frames else None)
+
+
+def read_latents(path, *, frame_rate, max_seconds=MAX_INPUT_SECONDS):
+    """A latent sequence saved by ``specsynth encode``: a .npy of real numbers ``[time, z]``, as float32.
+
+    Raises AudioError naming the file when it is missing, not a .npy array (an .npz, an empty
+    file), not real numbers (strings, records, complex, dates), not 2-D, not finite, or longer
+    than ``max_seconds`` at ``frame_rate`` frames per second.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError("no such file" if not path.exists() else "is a folder, not a .npy file", path=path)
+    try:
+        z = np.load(path, allow_pickle=False, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as exc:
+        text = str(exc).strip().splitlines()
+        raise AudioError(f"not a .npy array ({text[0] if text else type(exc).__name__})", path=path) from None
+    if not isinstance(z, np.ndarray):
+        raise AudioError("not a .npy array (an .npz archive holds several; save one array with np.save)", path=path)
+    if z.dtype.kind not in "biuf":
+        raise AudioError(f"holds {z.dtype} values; latents are real numbers", path=path)
+    if z.ndim != 2 or z.shape[0] < 1 or z.shape[1] < 1:
+        raise AudioError(f"expected a [time, z] array, got shape {z.shape}", path=path)
+    if z.shape[0] > max_seconds * frame_rate:
+        raise AudioError(f"holds {z.shape[0] / frame_rate:.1f} s of latents; the limit is {max_seconds:g} s", path=path)
+    z = np.asarray(z, dtype=np.float32)
+    if not np.all(np.isfinite(z)):
+        raise AudioError("holds values that are not finite (or too large for float32)", path=path)
+    return z
 
 
 def resample_latents(z, n_frames):

@@ -320,3 +320,36 @@ def test_no_command_says_so_on_stderr():
     result = run_cli()
     assert result.returncode == 2 and result.stdout == ""
     assert "give a command" in result.stderr and "Traceback" not in result.stderr
+
+
+ODD_LATENTS = {
+    "empty file": lambda p: p.write_bytes(b""),
+    "npz archive": lambda p: np.savez(p.with_suffix(".npz"), z=np.zeros((4, 4))) or p.with_suffix(".npz").rename(p),
+    "strings": lambda p: np.save(p, np.array([["a", "b"]])),
+    "records": lambda p: np.save(p, np.zeros(3, dtype=[("a", "f4"), ("b", "i4")])),
+    "complex": lambda p: np.save(p, np.zeros((4, 4), np.complex64)),
+    "dates": lambda p: np.save(p, np.zeros((4, 4), "datetime64[s]")),
+    "1-D": lambda p: np.save(p, np.zeros(16, np.float32)),
+    "too large for float32": lambda p: np.save(p, np.full((4, 4), 3e39)),
+    "an hour long": lambda p: np.save(p, np.zeros((225_000, 4), np.float32)),
+}
+
+
+@pytest.mark.parametrize("kind", list(ODD_LATENTS))
+def test_odd_latent_files(tmp_path, outdir, kind):
+    from specsynth.ops import read_latents
+
+    path = tmp_path / "z.npy"
+    ODD_LATENTS[kind](path)
+    with pytest.raises(specsynth.AudioError, match="z.npy") as excinfo:
+        read_latents(path, frame_rate=62.5)
+    assert "\n" not in str(excinfo.value)
+
+
+def test_latent_files_that_decode(tmp_path):
+    from specsynth.ops import read_latents
+
+    for dtype, frames in ((np.float64, 22_500), (np.int16, 3), (np.float32, 37_500)):  # 37,500: 600 s
+        np.save(tmp_path / "z.npy", np.ones((frames, 4), dtype))
+        z = read_latents(tmp_path / "z.npy", frame_rate=62.5)
+        assert z.dtype == np.float32 and z.shape == (frames, 4) and np.all(z == 1)
