@@ -59,8 +59,9 @@ def build_parser():
     p.add_argument("--programs", default="0-127", help="GM programs, e.g. 0-7,40,73 (default 0-127)")
     p.add_argument("--pitches", default="36-84", help="MIDI pitches (default 36-84)")
     p.add_argument("--velocities", default="100", help="velocities (default 100)")
-    p.add_argument("--pitch", choices=("name", "auto", "none"), default="name",
-                   help="folder labels: from NSynth-style names (name_60.wav), pyin (auto), or none")
+    p.add_argument("--pitch", choices=("auto", "name", "none"), default="auto",
+                   help="folder labels: auto (the note in an NSynth-style name, cello_60.wav, else "
+                        "estimated with pyin), name (names only, else unpitched) or none")
     p.add_argument("--representation", choices=("stft", "mel"), default="stft")
     p.add_argument("--chunk-seconds", type=float, default=4.0)
     p.add_argument("--overwrite", action="store_true")

@@ -42,12 +42,13 @@ def scan_audio(folder):
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
 
 
-def items_from_folder(folder, config, *, pitch="name", chunk_seconds=4.0, progress=None):
+def items_from_folder(folder, config, *, pitch="auto", chunk_seconds=4.0, progress=None):
     """Yield ``(name, pitch_label, samples)`` for every usable chunk of every audio file under
     ``folder``; returns a summary dict via the ``summary`` attribute of the generator's result list.
 
-    ``pitch`` is ``"name"`` (NSynth-style file names, else unpitched), ``"auto"`` (librosa.pyin
-    median f0) or ``"none"`` (all unpitched).
+    ``pitch`` is ``"auto"`` (the note an NSynth-style file name carries, ``cello_60.wav``, else
+    the median f0 :func:`~specsynth.pitch.estimate_pitch` hears), ``"name"`` (names only, else
+    unpitched) or ``"none"`` (all unpitched).
     """
     if pitch not in ("name", "auto", "none"):
         raise ConfigError(f"--pitch must be name, auto or none, got {pitch!r}")
@@ -68,12 +69,9 @@ def items_from_folder(folder, config, *, pitch="name", chunk_seconds=4.0, progre
         if not pieces:
             skipped.append(f"{path}: shorter than one frame ({config.n_fft} samples) after trimming silence")
             continue
-        label = UNPITCHED
-        if pitch == "name":
-            label = pitch_from_name(path)
-            label = UNPITCHED if label is None else label
-        elif pitch == "auto":
-            label = estimate_pitch(x, config.sample_rate)
+        label = pitch_from_name(path) if pitch in ("name", "auto") else None
+        if label is None:
+            label = estimate_pitch(x, config.sample_rate) if pitch == "auto" else UNPITCHED
         rel = path.relative_to(folder)
         for i, piece in enumerate(pieces):
             items.append((f"{rel}#{i}" if len(pieces) > 1 else str(rel), label, audio.normalize_audio(piece)))

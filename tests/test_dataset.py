@@ -59,7 +59,7 @@ def test_folder_dataset_items(folder_dataset):
     items = {item["name"]: item["pitch"] for item in meta["items"]}
     assert items == {
         "strings/cello_60.wav": 60,  # the pitch comes from the name
-        "deep/er/long.flac#0": UNPITCHED, "deep/er/long.flac#1": UNPITCHED, "deep/er/long.flac#2": UNPITCHED,
+        "deep/er/long.flac#0": 67, "deep/er/long.flac#1": 67, "deep/er/long.flac#2": 67,  # estimated
         "noise.ogg": UNPITCHED,
     }
     assert meta["config"] == CONFIG.to_dict()
@@ -105,15 +105,19 @@ def test_dataset_folder_loads_and_matches_the_audio(folder_dataset, audio_folder
     assert np.corrcoef(got, expected)[0, 1] > 0.98
 
 
-def test_pitch_auto(tmp_path):
+@pytest.mark.parametrize("mode", [None, "auto", "name"])
+def test_pitch_modes_names_first(tmp_path, mode):
     src = tmp_path / "in"
     write_wav(src / "a.wav", harmonic_tone(220.0, 0.6))
     write_wav(src / "hiss.wav", noise_burst(0.6, burst=(0.0, 0.6)))
+    write_wav(src / "cello_60.wav", harmonic_tone(220.0, 0.6))  # the name's note wins over the estimate (57)
     out = tmp_path / "data"
-    result = run_cli("dataset", src, "-o", out, "--pitch", "auto")
+    result = run_cli("dataset", src, "-o", out, *(("--pitch", mode) if mode else ()))
     assert result.returncode == 0, result.stderr
     meta, _ = read_dataset(out)
-    assert {item["name"]: item["pitch"] for item in meta["items"]} == {"a.wav": 57, "hiss.wav": UNPITCHED}
+    estimated = UNPITCHED if mode == "name" else 57  # the default estimates what names do not say
+    assert {item["name"]: item["pitch"] for item in meta["items"]} == {
+        "a.wav": estimated, "hiss.wav": UNPITCHED, "cello_60.wav": 60}
 
 
 def test_pitch_none_and_bad_pitch_modes(tmp_path):
