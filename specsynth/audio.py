@@ -47,15 +47,7 @@ def load(path, *, sample_rate=None, max_seconds=MAX_INPUT_SECONDS, normalize="pe
         samples, more than 8 channels, a rate outside 4 kHz..384 kHz, or too long.
     """
     path = Path(path)
-    if not path.exists():
-        raise AudioError("no such file", path=path)
-    if path.is_dir():
-        raise AudioError("is a directory, not an audio file", path=path)
-    try:
-        info = sf.info(str(path))
-    except Exception as exc:  # libsndfile's messages vary by format; one line is enough
-        raise AudioError(f"not a readable audio file ({_first_line(exc)})", path=path) from None
-    _check_info(info, path, max_seconds)
+    check_input(path, max_seconds=max_seconds)
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:
@@ -70,6 +62,35 @@ def load(path, *, sample_rate=None, max_seconds=MAX_INPUT_SECONDS, normalize="pe
         samples = resample(samples, rate, int(sample_rate))
         rate = int(sample_rate)
     return normalize_audio(samples, mode=normalize, sample_rate=rate), rate
+
+
+def check_input(path, *, max_seconds=MAX_INPUT_SECONDS):
+    """Check an audio input from its header alone (what :func:`load` checks before reading the
+    samples), so a command can refuse a bad file before any model loads. Returns the file's
+    ``soundfile`` info."""
+    info = _header(path)
+    _check_info(info, path, max_seconds)
+    return info
+
+
+def _header(path):
+    path = Path(path)
+    if not path.exists():
+        raise AudioError("no such file", path=path)
+    if path.is_dir():
+        raise AudioError("is a directory, not an audio file", path=path)
+    try:
+        return sf.info(str(path))
+    except Exception as exc:  # libsndfile's messages vary by format; one line is enough
+        raise AudioError(f"not a readable audio file ({_first_line(exc)})", path=path) from None
+
+
+def check_output(path):
+    """Refuse an audio output whose extension is neither .wav nor .flac (before any work is done)."""
+    path = Path(path)
+    if path.suffix.lower() not in WRITE_FORMATS:
+        raise OutputError(f"cannot write {path.suffix or 'files without an extension'}; use .wav or .flac", path=path)
+    return path
 
 
 def _first_line(exc):
@@ -148,10 +169,8 @@ def write(path, samples, sample_rate, *, overwrite=False, subtype="PCM_16"):
     writable or full, or if the extension is neither .wav nor .flac. Nothing is left behind on
     failure.
     """
-    path = Path(path)
-    fmt = WRITE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise OutputError(f"cannot write {path.suffix or 'files without an extension'}; use .wav or .flac", path=path)
+    path = check_output(path)
+    fmt = WRITE_FORMATS[path.suffix.lower()]
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim != 1:
         raise ConfigError(f"expected mono samples of shape [n], got shape {samples.shape}")
@@ -164,14 +183,7 @@ def write(path, samples, sample_rate, *, overwrite=False, subtype="PCM_16"):
 def file_info(path):
     """A dict describing an audio file without decoding it all (for `specsynth info`)."""
     path = Path(path)
-    if not path.exists():
-        raise AudioError("no such file", path=path)
-    if path.is_dir():
-        raise AudioError("is a directory, not an audio file", path=path)
-    try:
-        info = sf.info(str(path))
-    except Exception as exc:
-        raise AudioError(f"not a readable audio file ({_first_line(exc)})", path=path) from None
+    info = _header(path)
     return {
         "path": str(path),
         "format": info.format,

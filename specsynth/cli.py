@@ -18,7 +18,22 @@ from .files import atomic_output, check_writable_dir, refuse_existing, shipped
 PHASE_METHODS = ("griffinlim", "fgla", "lws", "lws+fgla")
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Help that states every option's default (unless its text already does)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False or action.default == argparse.SUPPRESS \
+                or not action.option_strings:
+            return text
+        return f"{text} (default: {action.default})".strip()
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # one line, exit 2, like every other user error
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         sys.exit(2)
@@ -62,67 +77,72 @@ def build_parser():
     p.add_argument("--pitch", choices=("auto", "name", "none"), default="auto",
                    help="folder labels: auto (the note in an NSynth-style name, cello_60.wav, else "
                         "estimated with pyin), name (names only, else unpitched) or none")
-    p.add_argument("--representation", choices=("stft", "mel"), default="stft")
-    p.add_argument("--chunk-seconds", type=float, default=4.0)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--representation", choices=("stft", "mel"), default="stft",
+                   help="frames as dB STFT bins or mel bands")
+    p.add_argument("--chunk-seconds", type=float, default=4.0, help="long files are cut into chunks this long")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     p.set_defaults(func=cmd_dataset)
 
     p = sub.add_parser("train", help="train a model bundle (VAE, then the LSTM prior) on a dataset")
     p.add_argument("data", help="a dataset folder from `specsynth dataset`")
     p.add_argument("--out", required=True, help="bundle folder to write")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--prior-epochs", type=int, default=None)
-    p.add_argument("--z", type=int, default=None, help="latent size (default 16)")
-    p.add_argument("--beta", type=float, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--learning-rate", type=float, default=None, help="Adam's learning rate (default 0.001)")
-    p.add_argument("--width", type=int, default=None, help="convolution channels (default 256)")
-    p.add_argument("--prior-units", type=int, default=None, help="LSTM units of the prior (default 256)")
-    p.add_argument("--prior-sampled-inputs", type=float, default=None,
-                   help="share of the prior's input history replaced by its own samples in training (default 0.75)")
-    p.add_argument("--seed", type=int, default=0)
+    from .model.train import TrainSettings  # the defaults, stated in the help (no TensorFlow imported)
+
+    d = TrainSettings()
+    p.add_argument("--epochs", type=int, default=d.epochs, help="VAE epochs")
+    p.add_argument("--prior-epochs", type=int, default=d.prior_epochs, help="prior epochs (0: no prior training)")
+    p.add_argument("--z", type=int, default=d.z_dim, help="latent size")
+    p.add_argument("--beta", type=float, default=d.beta, help="weight of the VAE's KL term")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="segments per batch")
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam's learning rate")
+    p.add_argument("--width", type=int, default=d.width, help="convolution channels")
+    p.add_argument("--prior-units", type=int, default=d.prior_units, help="LSTM units of the prior")
+    p.add_argument("--prior-sampled-inputs", type=float, default=d.prior_sampled_inputs,
+                   help="share of the prior's input history replaced by its own samples in training")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (the same seed repeats a run)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     p.add_argument("--strategy", choices=("mirrored",), default=None,
                    help="tf.distribute.MirroredStrategy over the GPUs (or logical CPUs)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("encode", help="audio -> latent sequence [time, z] as .npy")
     p.add_argument("input", metavar="IN")
     p.add_argument("-o", "--out", required=True, help="Z.npy")
     _add_model_args(p)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", help="latent sequence .npy -> audio")
     p.add_argument("input", metavar="Z.npy")
     p.add_argument("-o", "--out", required=True, help="OUT.wav")
-    _add_model_args(p)
+    p.add_argument("--model", default="pretrained", help="bundle folder (default: pretrained/)")
+    p.add_argument("--pitch", required=True, help="MIDI note 0-127 to decode at, 128 for unpitched")
     _add_phase_args(p)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("interpolate", help="a series of sounds from A to B through the latent space")
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
     p.add_argument("--steps", type=int, default=5, help="sounds in the series, A and B included (default 5)")
-    p.add_argument("--mode", choices=("linear", "slerp"), default="linear")
+    p.add_argument("--mode", choices=("linear", "slerp"), default="linear", help="how latents are blended")
     p.add_argument("-o", "--outdir", required=True)
     _add_render_args(p)
     p.set_defaults(func=cmd_interpolate)
 
     p = sub.add_parser("mix", help="four corner sounds mixed at an XY position, like NSynth Super")
-    p.add_argument("corners", nargs=4, metavar="C", help="corners (0,0) (1,0) (0,1) (1,1)")
+    p.add_argument("corners", nargs="+", metavar="C", help="4 corner sounds: (0,0) (1,0) (0,1) (1,1)")
     p.add_argument("--xy", required=True, help="position as X,Y in 0..1, e.g. 0.25,0.7")
-    p.add_argument("--mode", choices=("linear", "slerp"), default="linear")
+    p.add_argument("--mode", choices=("linear", "slerp"), default="linear", help="how latents are blended")
     p.add_argument("-o", "--out", required=True, help="OUT.wav")
     _add_render_args(p)
     p.set_defaults(func=cmd_mix)
 
     p = sub.add_parser("loop", help="a seamless texture loop grown by the LSTM prior")
     p.add_argument("seed_sound", nargs="?", metavar="SEED", help="a sound to continue (optional)")
-    p.add_argument("--seconds", type=float, default=8.0)
-    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--seconds", type=float, default=8.0, help="loop length")
+    p.add_argument("--temperature", type=float, default=0.8, help="prior sampling temperature (0: most likely path)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("-o", "--out", required=True, help="OUT.wav")
     _add_render_args(p)
@@ -134,11 +154,11 @@ def build_parser():
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--dry-run", action="store_true", help="validate and list what would be rendered")
     p.add_argument("--model", default=None, help="use this bundle for every job (overrides the manifest)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("app", help="start the Streamlit app")
-    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--port", type=int, default=8501, help="the server's port")
     p.set_defaults(func=cmd_app)
     return parser
 
@@ -148,13 +168,13 @@ def _add_render_args(p):
     p.add_argument("--pitch", default=None, help="render at this MIDI note, 128 for unpitched (default: from the "
                    "sounds; a loop with no seed sound: the model's Model.walk_pitch)")
     _add_phase_args(p)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 
 def _add_model_args(p):
     p.add_argument("--model", default="pretrained", help="bundle folder (default: pretrained/)")
     p.add_argument("--pitch", default="auto",
-                   help="MIDI note 0-127, 128 for unpitched, or auto (estimate with pyin; default)")
+                   help="MIDI note 0-127, 128 for unpitched, or auto (estimated with pyin; the default)")
 
 
 def _pitch_arg(value):
@@ -242,12 +262,10 @@ def cmd_dataset(args):
 def cmd_train(args):
     from .model.train import TrainSettings, train
 
-    settings = TrainSettings(seed=args.seed, strategy=args.strategy)
-    for arg, key in (("epochs", "epochs"), ("prior_epochs", "prior_epochs"), ("z", "z_dim"), ("beta", "beta"),
-                     ("batch_size", "batch_size"), ("learning_rate", "learning_rate"), ("width", "width"),
-                     ("prior_units", "prior_units"), ("prior_sampled_inputs", "prior_sampled_inputs")):
-        if getattr(args, arg) is not None:
-            setattr(settings, key, getattr(args, arg))
+    settings = TrainSettings(seed=args.seed, strategy=args.strategy, epochs=args.epochs,
+                             prior_epochs=args.prior_epochs, z_dim=args.z, beta=args.beta, batch_size=args.batch_size,
+                             learning_rate=args.learning_rate, width=args.width, prior_units=args.prior_units,
+                             prior_sampled_inputs=args.prior_sampled_inputs)
     model = train(args.data, args.out, settings=settings, resume=args.resume, overwrite=args.overwrite)
     print(json.dumps(model.metrics, indent=1))
     return 0
@@ -284,9 +302,7 @@ def cmd_decode(args):
     from .ops import read_latents
 
     limits.check_iters(args.iters, "--iters")
-    pitch = _pitch_arg(args.pitch)
-    if pitch == "auto":
-        raise SpecsynthError("decode needs --pitch N (a MIDI note, or 128 for unpitched)")
+    pitch = _int_arg(args.pitch, "--pitch")
     _refuse_existing([args.out], args.overwrite)
     model = _load_model(args.model)
     z = read_latents(args.input, frame_rate=model.frame_rate)
@@ -329,6 +345,8 @@ def cmd_mix(args):
     from . import audio, ops
 
     limits.check_iters(args.iters, "--iters")
+    if len(args.corners) != 4:
+        raise SpecsynthError(f"mix needs 4 corner sounds, (0,0) (1,0) (0,1) (1,1); got {len(args.corners)}")
     try:
         x, y = (float(v) for v in args.xy.split(","))
     except ValueError:
@@ -391,9 +409,20 @@ def cmd_info(args):
     return 0
 
 
+def _join_values(argv, options=("--xy",)):
+    """``--xy -0.1,0.5`` as ``--xy=-0.1,0.5``: argparse takes a value that starts with '-' for an option."""
+    out, argv = [], list(argv)
+    for i, arg in enumerate(argv):
+        if out and out[-1] in options and arg.startswith("-") and i > 0 and argv[i - 1] in options:
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_values(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "func", None):
         parser.print_usage(sys.stderr)
         sys.stderr.write("specsynth: error: give a command (specsynth --help lists them)\n")
