@@ -116,18 +116,12 @@ def run_manifest(manifest, *, outdir=None, workers=1, dry_run=False, overwrite=F
 
     Parameters
     ----------
-    manifest : str or Path
-        The TOML manifest.
-    outdir : str, Path or None
-        Output folder; default ``out/`` beside the manifest.
+    manifest, outdir, overwrite, model_override
+        As for :func:`~specsynth.render.plan_manifest`.
     workers : int
         Processes to render in (spawned, each loading the model once); 1 renders in-process.
     dry_run : bool
         Print the plan and write nothing.
-    overwrite : bool
-        Render everything again, replacing existing files.
-    model_override : str, Path or None
-        Use this bundle for every job.
 
     Returns
     -------
