@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import AudioError, ConfigError
 
 # General MIDI program names (0-based), for labels and the app's sound library.
 GM_PROGRAMS = (
@@ -97,3 +97,17 @@ def note_name(program, pitch):
     """A readable label, e.g. ``"Cello (042) C4 (60)"``."""
     names = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
     return f"{GM_PROGRAMS[program]} ({program:03d}) {names[pitch % 12]}{pitch // 12 - 1} ({pitch})"
+
+
+def render_gm(note, sample_rate):
+    """A :class:`~specsynth.limits.GMNote` rendered at ``sample_rate`` Hz, held for ``note.hold``
+    seconds and peak-normalized: mono float32 ``[round(note.seconds * sample_rate)]``.
+
+    Raises AudioError if the soundfont has nothing for that program and pitch (the note is silent).
+    """
+    from .audio import normalize_audio
+
+    x = render_note(note.program, note.pitch, seconds=note.seconds, hold=note.hold, sample_rate=sample_rate)
+    if float(np.abs(x).max(initial=0.0)) < 1e-4:
+        raise AudioError(f"soundfont note {note.spec} is silent")
+    return normalize_audio(x)

@@ -93,7 +93,7 @@ export = "sfz"
 out = "cello"
 
 [[job]]
-kind = "reconstruct"
+kind = "resynthesize"
 sound = "sounds/tone_55.wav"
 out = "rec.wav"
 normalize = "loudness"
@@ -128,7 +128,7 @@ def test_every_kind_renders_its_files(rendered):
     assert sf.info(str(outdir / "loops/seeded.flac")).format == "FLAC"
     assert len(sf.read(str(outdir / "loops/seeded.flac"))[0]) == int(1.5 * SR)  # loops are exact
     assert len(sf.read(str(outdir / "loops/free.wav"))[0]) == 22050
-    assert len(sf.read(str(outdir / "rec.wav"))[0]) == SR  # reconstruct keeps the input's length
+    assert len(sf.read(str(outdir / "rec.wav"))[0]) == SR  # resynthesize keeps the input's length
     for name in ("interp/step_00.wav", "grid/p055/x1_y1.wav", "cello/note_060.wav"):
         assert abs(len(sf.read(str(outdir / name))[0]) - SR) <= 256  # 1 s notes, to a frame
 
@@ -218,7 +218,7 @@ GOOD = {
     "grid": 'kind = "grid"\ncorners = ["gm:1:60", "gm:2:60", "gm:3:60", "gm:4:60"]\nresolution = 2\nout = "g"\n',
     "loop": 'kind = "loop"\nseconds = 1\nout = "l.wav"\n',
     "pitch": 'kind = "pitch"\nsound = "gm:42:48:1"\npitches = [48]\nout = "p"\n',
-    "reconstruct": 'kind = "reconstruct"\nsound = "gm:0:60:1"\nout = "r.wav"\n',
+    "resynthesize": 'kind = "resynthesize"\nsound = "gm:0:60:1"\nout = "r.wav"\n',
 }
 
 
@@ -228,7 +228,7 @@ def jobs(*bodies):
 
 CASES = [  # (manifest jobs, [expected substrings, one list per stderr line])
     (jobs(GOOD["loop"] + "colour = 1\n"), [["job 1 (loop)", "unknown key 'colour'"]]),
-    (jobs(GOOD["reconstruct"], 'kind = "morph"\nout = "x"\n'), [["job 2:", "key 'kind'", "'morph'"]]),
+    (jobs(GOOD["resynthesize"], 'kind = "morph"\nout = "x"\n'), [["job 2:", "key 'kind'", "'morph'"]]),
     (jobs('out = "x"\n'), [["job 1:", "key 'kind' is missing"]]),
     (jobs(GOOD["interpolate"].replace("steps = 3", 'steps = "3"')), [["job 1 (interpolate)", "key 'steps'", "int"]]),
     (jobs(GOOD["interpolate"].replace("steps = 3", "steps = 1")), [["job 1 (interpolate)", "key 'steps'", "2..1000"]]),
@@ -239,25 +239,25 @@ CASES = [  # (manifest jobs, [expected substrings, one list per stderr line])
     (jobs(GOOD["pitch"].replace("[48]", "[48, 200]")), [["job 1 (pitch)", "key 'pitches'", "200"]]),
     (jobs(GOOD["pitch"] + 'export = "exs"\n'), [["job 1 (pitch)", "key 'export'"]]),
     (jobs(GOOD["grid"] + 'export = "sfz"\n'), [["job 1 (grid)", "key 'export' needs 'pitches'"]]),
-    (jobs(GOOD["loop"], GOOD["reconstruct"] + 'method = "magic"\n'), [["job 2 (reconstruct)", "key 'method'"]]),
+    (jobs(GOOD["loop"], GOOD["resynthesize"] + 'method = "magic"\n'), [["job 2 (resynthesize)", "key 'method'"]]),
     (jobs(GOOD["loop"] + "sample_rate = 100\n"), [["job 1 (loop)", "key 'sample_rate'"]]),
-    (jobs(GOOD["reconstruct"].replace("gm:0:60:1", "missing.wav")), [["job 1 (reconstruct)", "key 'sound'", "missing.wav"]]),
+    (jobs(GOOD["resynthesize"].replace("gm:0:60:1", "missing.wav")), [["job 1 (resynthesize)", "key 'sound'", "missing.wav"]]),
     (jobs(GOOD["grid"].replace("gm:3:60", "nope.wav")), [["job 1 (grid)", "key 'corners'", "sound 3", "nope.wav"]]),
-    (jobs(GOOD["reconstruct"].replace("gm:0:60:1", "gm:0:999")), [["job 1 (reconstruct)", "key 'sound'", "gm:0:999"]]),
+    (jobs(GOOD["resynthesize"].replace("gm:0:60:1", "gm:0:999")), [["job 1 (resynthesize)", "key 'sound'", "gm:0:999"]]),
     (jobs(GOOD["loop"].replace("l.wav", "../l.wav")), [["job 1 (loop)", "key 'out'", "../l.wav"]]),
     (jobs(GOOD["pitch"].replace('"p"', '"/tmp/p"')), [["job 1 (pitch)", "key 'out'", "/tmp/p"]]),
     (jobs(GOOD["loop"].replace("l.wav", "l.mp3")), [["job 1 (loop)", "key 'out'", ".wav or .flac"]]),
     (jobs(GOOD["loop"].replace("l.wav", "link/l.wav")), [["job 1 (loop)", "key 'out'", "symlink"]]),
     (jobs(GOOD["pitch"].replace('"p"', '"index.json"')), [["job 1 (pitch)", "key 'out'", "index"]]),
-    (jobs(GOOD["reconstruct"], GOOD["loop"].replace("l.wav", "r.wav")), [["job 2 (loop)", "key 'out'", "job 1"]]),
+    (jobs(GOOD["resynthesize"], GOOD["loop"].replace("l.wav", "r.wav")), [["job 2 (loop)", "key 'out'", "job 1"]]),
     (jobs(GOOD["pitch"], GOOD["grid"].replace('"g"', '"p/note_048.wav"')), [["job 2 (grid)", "key 'out'", "job 1"]]),
     (jobs(GOOD["loop"] + 'model = "no_such_bundle"\n'), [["job 1 (loop)", "key 'model'", "no_such_bundle"]]),
     ("[defaults]\nspeed = 2\n" + jobs(GOOD["loop"]), [["defaults", "unknown key 'speed'"]]),
     ("[[job]]\nkind = \n", [["not valid TOML"]]),
     ("", [["no [[job]] entries"]]),
     (jobs(GOOD["loop"] + "colour = 1\n", GOOD["grid"].replace("resolution = 2", "resolution = 0"),  # all at once
-          GOOD["reconstruct"].replace("gm:0:60:1", "gone.wav")),
-     [["job 1 (loop)", "'colour'"], ["job 2 (grid)", "'resolution'"], ["job 3 (reconstruct)", "'sound'"]]),
+          GOOD["resynthesize"].replace("gm:0:60:1", "gone.wav")),
+     [["job 1 (loop)", "'colour'"], ["job 2 (grid)", "'resolution'"], ["job 3 (resynthesize)", "'sound'"]]),
 ]
 
 
@@ -281,6 +281,15 @@ def test_invalid_manifest_exits_2_with_one_line_per_problem(tiny_bundle, tmp_pat
     assert files(tmp_path) == before
 
 
+def test_old_kind_name_reconstruct_plans_as_resynthesize(tiny_bundle, tmp_path):
+    old = GOOD["resynthesize"].replace('"resynthesize"', '"reconstruct"')
+    manifest = write_manifest(tmp_path, jobs(old), model=tiny_bundle)
+    plan = render.plan_manifest(manifest)
+    assert [(i.kind, i.out) for i in plan.items] == [("resynthesize", "r.wav")]
+    new = write_manifest(tmp_path / "new", jobs(GOOD["resynthesize"]), model=tiny_bundle)
+    assert render.plan_manifest(new).items[0].fingerprint == plan.items[0].fingerprint
+
+
 def test_missing_manifest_and_bad_workers(tmp_path, capsys):
     assert render.run_manifest(tmp_path / "none.toml") == 2
     assert "none.toml: no such manifest file" in capsys.readouterr().err
@@ -289,13 +298,13 @@ def test_missing_manifest_and_bad_workers(tmp_path, capsys):
 
 
 def test_existing_file_not_in_index_is_refused_without_overwrite(tiny_bundle, tmp_path, capsys):
-    manifest = write_manifest(tmp_path, jobs(GOOD["reconstruct"], GOOD["loop"]), model=tiny_bundle)
+    manifest = write_manifest(tmp_path, jobs(GOOD["resynthesize"], GOOD["loop"]), model=tiny_bundle)
     outdir = tmp_path / "out"
     outdir.mkdir()
     (outdir / "r.wav").write_bytes(b"the user's own file")
     assert render.run_manifest(manifest) == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and "job 1 (reconstruct): key 'out'" in err[0] and "--overwrite" in err[0]
+    assert len(err) == 1 and "job 1 (resynthesize): key 'out'" in err[0] and "--overwrite" in err[0]
     assert files(outdir) == ["r.wav"] and (outdir / "r.wav").read_bytes() == b"the user's own file"
     assert render.run_manifest(manifest, overwrite=True) == 0
     assert sf.info(str(outdir / "r.wav")).samplerate == SR
@@ -320,7 +329,7 @@ def test_cli_reports_problems_without_traceback(tmp_path):
 def test_failed_item_is_reported_and_the_rest_render(tiny_bundle, tmp_path, capsys):
     (tmp_path / "broken_60.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio")
     body = jobs('kind = "pitch"\nsound = "broken_60.wav"\npitches = [48, 60]\nexport = "sfz"\nout = "bad"\n',
-                GOOD["reconstruct"])
+                GOOD["resynthesize"])
     manifest = write_manifest(tmp_path, body, model=tiny_bundle)
     capsys.readouterr()
     assert render.run_manifest(manifest) == 1
@@ -390,3 +399,18 @@ def test_demo_manifest_validates_with_the_tiny_model(tiny_bundle, tmp_path, caps
     plan = render.plan_manifest(demo, outdir=tmp_path / "out", model_override=tiny_bundle)
     assert any(i.kind == "loop" and i.params["seed_sound"] for i in plan.items)
     assert any(i.kind == "loop" and not i.params["seed_sound"] for i in plan.items)
+
+
+def test_soundfont_notes_render_normalized_and_silent_ones_are_errors(tiny_bundle, tmp_path, capsys):
+    from specsynth.errors import AudioError
+    from specsynth.limits import parse_gm
+    from specsynth.soundfont import render_gm
+
+    x = render_gm(parse_gm("gm:42:48:1"), SR)
+    assert x.dtype == np.float32 and len(x) == SR and 0.5 < np.max(np.abs(x)) <= 1.0
+    with pytest.raises(AudioError, match="gm:0:127:1 is silent"):
+        render_gm(parse_gm("gm:0:127:1"), SR)
+    manifest = write_manifest(tmp_path, jobs(GOOD["resynthesize"].replace("gm:0:60:1", "gm:0:127:1")), model=tiny_bundle)
+    capsys.readouterr()
+    assert render.run_manifest(manifest) == 1
+    assert "r.wav: soundfont note gm:0:127:1 is silent" in capsys.readouterr().err

@@ -1,0 +1,224 @@
+"""Running a plan: rendering items in-process or in a pool of spawned workers, the progress bar,
+the printed plan and the per-job summary (see :mod:`specsynth.render`)."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from .. import audio, files, limits
+from ..errors import SpecsynthError
+from ..pitch import pitch_from_name
+from .index import entry, journal, remove_stale_temps, write_index
+from .kinds import KINDS, describe_kind, write_export
+from .manifest import ManifestProblems, plan_manifest
+
+# Per process (each worker has its own): loaded once, used by every item that worker renders.
+_MODELS = {}   # bundle path -> Model, or the exception loading it raised
+_SOURCES = {}  # (bundle path, sound) -> ops.Source: a job's corners are encoded once per worker
+
+
+def _init_worker(model_paths):
+    """Forget earlier runs' models and sounds, then load each model once (the pool's initializer)."""
+    _MODELS.clear()
+    _SOURCES.clear()
+    for path in model_paths:
+        try:
+            _load_model(path)
+        except SpecsynthError:
+            pass  # remembered: each item that needs this model fails with the reason
+
+
+def _load_model(path):
+    """The loaded bundle; a bundle that fails to load fails each of its items, not the whole run."""
+    from .. import load
+
+    if path not in _MODELS:
+        try:
+            _MODELS[path] = load(path)
+        except SpecsynthError as exc:
+            _MODELS[path] = exc
+    if isinstance(_MODELS[path], Exception):
+        raise _MODELS[path]
+    return _MODELS[path]
+
+
+def _source(model, spec):
+    """The encoded sound for a spec, cached per worker."""
+    from .. import ops
+    from ..soundfont import render_gm
+
+    key = (str(model.path), spec)
+    if key not in _SOURCES:
+        if limits.is_gm(spec):
+            note = limits.parse_gm(spec)
+            src = ops.encode_sound(model, render_gm(note, model.sample_rate), pitch=note.pitch, name=spec)
+        else:
+            named = pitch_from_name(spec)
+            src = ops.encode_sound(model, spec, pitch="auto" if named is None else named)
+        _SOURCES[key] = src
+    return _SOURCES[key]
+
+
+def render_item(item, outdir):
+    """Render one audio item and write it atomically; returns its metrics dict."""
+    started = time.perf_counter()
+    s = item.settings
+    model = _load_model(s["model"])
+    r = KINDS[item.kind].render(model, item, lambda spec: _source(model, spec),
+                                {"method": s["method"], "n_iter": s["iters"]})
+    samples, rate = r.samples, model.sample_rate
+    if s["sample_rate"] and s["sample_rate"] != rate:
+        samples, rate = audio.resample(samples, rate, s["sample_rate"]), s["sample_rate"]
+    samples = audio.normalize_audio(samples, mode=s["normalize"] or None, sample_rate=rate)
+    audio.write(Path(outdir) / item.out, samples, rate, overwrite=True)
+    metrics = {k: float(v) for k, v in r.metrics.items() if k != "render_ms"}
+    metrics.update(render_ms=round((time.perf_counter() - started) * 1000, 1), seconds=len(samples) / rate,
+                   sample_rate=int(rate), pitch=int(r.pitch))
+    return metrics
+
+
+def _render_safely(item, outdir):
+    """(metrics, None) or (None, one-line reason): one bad item must not stop the batch."""
+    try:
+        return render_item(item, outdir), None
+    except SpecsynthError as exc:
+        return None, str(exc)
+    except Exception as exc:  # a bug or an odd input: report it on one line, keep going
+        text = str(exc).strip().splitlines()
+        return None, f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _describe(item):
+    if item.depends:
+        text = f"{len(item.depends)} samples"
+    else:
+        shown = {k: v for k, v in item.params.items() if v is not None}
+        for key in item.sounds.keys() & shown.keys():  # files by their name; soundfont notes as written
+            specs = shown[key] if isinstance(shown[key], list) else [shown[key]]
+            shown[key] = ",".join(s if limits.is_gm(s) else Path(s).name for s in specs)
+        text = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
+    return f"job {item.job} {item.kind}" + (f"  {text}" if text else "")
+
+
+def print_plan(plan, *, file=None):
+    """One line per output: action, path, job and key parameters; then a count."""
+    file = file or sys.stdout
+    for item in plan.items:
+        print(f"{plan.actions[item.out]:7s} {item.out}  {_describe(item)}", file=file)
+    n = len(plan.to_render)
+    print(f"dry run: {len(plan.items)} outputs, {n} to render, {len(plan.items) - n} already done, "
+          f"in {plan.outdir}", file=file)
+
+
+def run_manifest(manifest, *, outdir=None, workers=1, dry_run=False, overwrite=False, model_override=None):
+    """Validate, plan and render a manifest; the function behind ``specsynth render``.
+
+    Parameters
+    ----------
+    manifest, outdir, overwrite, model_override
+        As for :func:`~specsynth.render.plan_manifest`.
+    workers : int
+        Processes to render in (spawned, each loading the model once); 1 renders in-process.
+    dry_run : bool
+        Print the plan and write nothing.
+
+    Returns
+    -------
+    int
+        0 if every output is done, 1 if some item failed, 2 if the manifest is invalid (every
+        problem is printed to stderr, one line each, and nothing is written).
+    """
+    try:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ManifestProblems([f"--workers must be an int >= 1, got {workers!r}"])
+        plan = plan_manifest(manifest, outdir=outdir, overwrite=overwrite, model_override=model_override)
+    except ManifestProblems as exc:
+        for line in exc.problems:
+            sys.stderr.write(f"specsynth: {line}\n")
+        return 2
+    if dry_run:
+        print_plan(plan)
+        return 0
+    return render_plan(plan, workers=workers)
+
+
+def render_plan(plan, *, workers=1):
+    """Render a :class:`Plan`'s pending items, updating the index after each; returns 0 or 1.
+
+    Audio items render first (in ``workers`` processes); exported instruments, which depend on
+    them, are written after.
+    """
+    from tqdm import tqdm
+
+    outdir = files.check_writable_dir(plan.outdir)
+    todo = plan.to_render
+    skipped = len(plan.items) - len(todo)
+    index = dict(plan.index)
+    for item in todo:
+        index[item.out] = entry(item, "pending")
+    write_index(outdir, plan.manifest.absolute(), index)
+    remove_stale_temps(outdir, todo)
+    sounds = [i for i in todo if not i.depends]
+    exports = [i for i in todo if i.depends]
+    failed, rendered = {}, 0
+    bar = tqdm(total=len(todo), unit="file", file=sys.stderr, desc="render", mininterval=0.5)
+
+    def finish(item, metrics, error):
+        nonlocal rendered
+        if error is None:
+            rendered += 1
+            index[item.out] = entry(item, "done", metrics)
+        else:
+            failed[item.out] = error
+            index[item.out] = entry(item, "failed", error=error)
+            bar.write(f"specsynth: failed: {item.out}: {error}", file=sys.stderr)
+        journal(outdir, item.out, index[item.out])
+        bar.update(1)
+
+    model_paths = sorted({i.settings["model"] for i in sounds})
+    workers = min(workers, max(1, len(sounds)))
+    try:
+        if workers == 1:
+            if sounds:
+                _init_worker(model_paths)
+            for item in sounds:
+                finish(item, *_render_safely(item, outdir))
+        else:
+            _render_in_pool(sounds, outdir, workers, model_paths, finish)
+        for item in exports:
+            finish(item, *write_export(item, outdir, failed))
+    finally:
+        bar.close()
+        write_index(outdir, plan.manifest.absolute(), index)
+    _print_made(plan, failed)
+    print(f"rendered {rendered}, skipped {skipped} (already done), failed {len(failed)}; output folder {outdir}")
+    return 1 if failed else 0
+
+
+def _print_made(plan, failed):
+    """What each job made and where: one line per job, and one per exported instrument set."""
+    by_job = {}
+    for item in plan.items:
+        by_job.setdefault((item.job, bool(item.depends)), []).append(item)
+    for (job, _), items in sorted(by_job.items()):
+        ok = [i for i in items if i.out not in failed]
+        folders = sorted({str(Path(i.out).parent) for i in ok})
+        where = ", ".join(str(plan.outdir / f) for f in folders) if folders else "-"
+        print(f"  job {job} ({describe_kind(items[0].kind)}): {len(ok)} of {len(items)} files in {where}")
+
+
+def _render_in_pool(items, outdir, workers, model_paths, finish):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                             initargs=(model_paths,)) as pool:
+        futures = {pool.submit(_render_safely, item, str(outdir)): item for item in items}
+        for future in as_completed(futures):
+            try:
+                metrics, error = future.result()
+            except Exception as exc:  # a worker died (e.g. killed for memory)
+                metrics, error = None, f"worker failed ({type(exc).__name__}: {exc})"
+            finish(futures[future], metrics, error)
