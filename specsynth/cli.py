@@ -76,7 +76,7 @@ def build_parser():
     p.add_argument("--velocities", default="100", help="velocities (default 100)")
     p.add_argument("--pitch", choices=("auto", "name", "none"), default="auto",
                    help="folder labels: auto (the note in an NSynth-style name, cello_60.wav, else "
-                        "estimated with pyin), name (names only, else unpitched) or none")
+                        "estimated from the audio), name (names only, else unpitched) or none")
     p.add_argument("--representation", choices=("stft", "mel"), default="stft",
                    help="frames as dB STFT bins or mel bands")
     p.add_argument("--chunk-seconds", type=float, default=4.0, help="long files are cut into chunks this long")
@@ -174,11 +174,23 @@ def _add_render_args(p):
 def _add_model_args(p):
     p.add_argument("--model", default="pretrained", help="bundle folder (default: pretrained/)")
     p.add_argument("--pitch", default="auto",
-                   help="MIDI note 0-127, 128 for unpitched, or auto (estimated with pyin; the default)")
+                   help="MIDI note 0-127, 128 for unpitched, or auto (estimated from the audio; the default)")
 
 
 def _pitch_arg(value):
-    return value if value == "auto" else _int_arg(value, "--pitch")
+    """``--pitch``: "auto" or a label 0..128, checked before any model loads."""
+    from .pitch import check_pitch
+
+    return value if value == "auto" else check_pitch(_int_arg(value, "--pitch"))
+
+
+def _check_inputs(*paths):
+    """Every audio input's header, before any model loads (a missing or unreadable file fails fast)."""
+    from .audio import check_input
+
+    for path in paths:
+        if path is not None:
+            check_input(path)
 
 
 def _int_arg(value, name):
@@ -286,6 +298,8 @@ def cmd_encode(args):
     if out.suffix != ".npy":
         raise SpecsynthError(f"{out}: the output must be a .npy file")
     pitch = _pitch_arg(args.pitch)
+    _check_inputs(args.input)
+    _refuse_existing([out], args.overwrite)
     model = _load_model(args.model)
     samples, _ = audio.load(args.input, sample_rate=model.sample_rate)
     z = model.encode(samples, pitch=pitch)
@@ -302,7 +316,10 @@ def cmd_decode(args):
     from .ops import read_latents
 
     limits.check_iters(args.iters, "--iters")
-    pitch = _int_arg(args.pitch, "--pitch")
+    pitch = _pitch_arg(args.pitch)
+    if pitch == "auto":
+        raise SpecsynthError("decode needs --pitch N (a MIDI note, or 128 for unpitched)")
+    audio.check_output(args.out)
     _refuse_existing([args.out], args.overwrite)
     model = _load_model(args.model)
     z = read_latents(args.input, frame_rate=model.frame_rate)
@@ -315,7 +332,7 @@ def cmd_decode(args):
 
 
 def _render_pitch_arg(args):
-    return None if args.pitch is None else _int_arg(args.pitch, "--pitch")
+    return None if args.pitch is None else _pitch_arg(args.pitch)
 
 
 def _refuse_existing(paths, overwrite):
@@ -328,13 +345,15 @@ def cmd_interpolate(args):
 
     limits.check_iters(args.iters, "--iters")
     limits.check_steps(args.steps, "--steps")
-    outdir = check_writable_dir(args.outdir)
-    outs = [outdir / f"{Path(args.a).stem}_to_{Path(args.b).stem}_{i:02d}.wav" for i in range(args.steps)]
+    pitch = _render_pitch_arg(args)
+    _check_inputs(args.a, args.b)
+    outs = [Path(args.outdir) / f"{Path(args.a).stem}_to_{Path(args.b).stem}_{i:02d}.wav" for i in range(args.steps)]
     _refuse_existing(outs, args.overwrite)
     model = _load_model(args.model)
     a, b = ops.encode_sound(model, args.a), ops.encode_sound(model, args.b)
-    series = ops.interpolate_series(model, a, b, args.steps, mode=args.mode, pitch=_render_pitch_arg(args),
+    series = ops.interpolate_series(model, a, b, args.steps, mode=args.mode, pitch=pitch,
                                     method=args.method, n_iter=args.iters)
+    check_writable_dir(args.outdir)  # created only now: a failure before leaves no empty folder
     for path, r in zip(outs, series):
         audio.write(path, audio.normalize_audio(r.samples), r.sample_rate, overwrite=args.overwrite)
         print(f"{path}\talpha {r.params['alpha']:.2f}\tpitch {r.pitch}")
@@ -352,9 +371,12 @@ def cmd_mix(args):
     except ValueError:
         raise SpecsynthError(f"--xy must look like 0.25,0.7, got {args.xy!r}") from None
     ops.xy_weights(x, y)  # validates the range before the model loads
+    pitch = _render_pitch_arg(args)
+    _check_inputs(*args.corners)
+    audio.check_output(args.out)
     _refuse_existing([args.out], args.overwrite)
     model = _load_model(args.model)
-    r = ops.mix_xy(model, args.corners, x, y, mode=args.mode, pitch=_render_pitch_arg(args), method=args.method,
+    r = ops.mix_xy(model, args.corners, x, y, mode=args.mode, pitch=pitch, method=args.method,
                    n_iter=args.iters)
     audio.write(args.out, audio.normalize_audio(r.samples), r.sample_rate, overwrite=args.overwrite)
     w = ", ".join(f"{v:.2f}" for v in r.params["weights"])
@@ -369,10 +391,13 @@ def cmd_loop(args):
     limits.check_loop_seconds(args.seconds, "--seconds")
     limits.check_temperature(args.temperature, "--temperature")
     limits.check_seed(args.seed, "--seed")
+    pitch = _render_pitch_arg(args)
+    _check_inputs(args.seed_sound)
+    audio.check_output(args.out)
     _refuse_existing([args.out], args.overwrite)
     model = _load_model(args.model)
     r = ops.loop(model, args.seed_sound, seconds=args.seconds, temperature=args.temperature, seed=args.seed,
-                 pitch=_render_pitch_arg(args), method=args.method, n_iter=args.iters)
+                 pitch=pitch, method=args.method, n_iter=args.iters)
     audio.write(args.out, audio.normalize_audio(r.samples), r.sample_rate, overwrite=args.overwrite)
     print(f"{args.out}\t{r.seconds:.2f} s\tseam flux {r.metrics['seam_flux']:.2f} "
           f"(median inside {r.metrics['median_flux']:.2f}; at the blend point {r.metrics['blend_flux']:.2f})")

@@ -43,20 +43,14 @@ def pitch_from_name(path):
 
 
 def estimate_pitch(samples, sample_rate):
-    """Median f0 of the voiced frames by ``librosa.pyin``, rounded to a MIDI note; UNPITCHED if
-    fewer than 20% of frames are voiced."""
-    import librosa
-
-    f0, voiced, prob = librosa.pyin(
-        np.asarray(samples, np.float32), fmin=librosa.note_to_hz("C1"), fmax=librosa.note_to_hz("C7"),
-        sr=sample_rate, frame_length=2048,
-    )
-    # pyin's HMM can sit in its voiced state through white noise at ~1% voicing probability;
-    # such frames are not evidence of a pitch
-    voiced = voiced & (prob >= 0.1)
-    if voiced.mean() < 0.2 or not np.any(np.isfinite(f0[voiced])):
+    """A sound's pitch label: the median f0 of its voiced frames (:func:`track`; hop 256, or 512
+    above 24 kHz), rounded to a MIDI note; UNPITCHED if fewer than 20% of its frames are voiced."""
+    hop = 256 if sample_rate <= 24000 else 512
+    contour = track(np.asarray(samples, np.float32), sample_rate=int(sample_rate), hop=hop)
+    voiced = contour.voicing >= 0.5
+    if not voiced.size or voiced.mean() < 0.2:
         return UNPITCHED
-    return int(np.clip(np.round(librosa.hz_to_midi(np.nanmedian(f0[voiced]))), 0, 127))
+    return int(np.clip(np.round(np.median(contour.f0[voiced])), 0, 127))
 
 
 PITCH_FEATURES = 4  # unpitched flag, midi / 127, sin and cos of midi / 96 turns

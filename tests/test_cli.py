@@ -353,3 +353,34 @@ def test_latent_files_that_decode(tmp_path):
         np.save(tmp_path / "z.npy", np.ones((frames, 4), dtype))
         z = read_latents(tmp_path / "z.npy", frame_rate=62.5)
         assert z.dtype == np.float32 and z.shape == (frames, 4) and np.all(z == 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument and file checks run before any model loads: with a bundle that does not exist, the
+# error is still about the argument
+
+
+FAIL_FAST = {
+    "missing input": (["encode", "{tmp}/missing.wav", "-o", "{tmp}/z.npy"], "missing.wav"),
+    "mp3 output": (["loop", "--seconds", "1", "-o", "{tmp}/loop.mp3"], "loop.mp3"),
+    "zero seconds": (["loop", "--seconds", "0", "-o", "{tmp}/loop.wav"], "--seconds"),
+    "pitch 200": (["mix", "{wav}", "{wav}", "{wav}", "{wav}", "--xy", "0.5,0.5", "--pitch", "200",
+                   "-o", "{tmp}/m.wav"], "200"),
+    "three corners": (["mix", "{wav}", "{wav}", "{wav}", "--xy", "0.5,0.5", "-o", "{tmp}/m.wav"], "4 corner"),
+    "negative xy": (["mix", "{wav}", "{wav}", "{wav}", "{wav}", "--xy", "-0.1,0.5", "-o", "{tmp}/m.wav"], "0..1"),
+    "missing corner": (["mix", "{wav}", "{wav}", "{wav}", "{tmp}/gone.wav", "--xy", "0.5,0.5",
+                        "-o", "{tmp}/m.wav"], "gone.wav"),
+    "decode mp3": (["decode", "{tmp}/z.npy", "--pitch", "60", "-o", "{tmp}/x.mp3"], "x.mp3"),
+    "steps 1": (["interpolate", "{wav}", "{wav}", "--steps", "1", "-o", "{tmp}/i"], "--steps"),
+    "loop seed -1": (["loop", "--seed", "-1", "-o", "{tmp}/loop.wav"], "--seed"),
+}
+
+
+@pytest.mark.parametrize("case", list(FAIL_FAST))
+def test_argument_checks_come_before_the_model(tmp_path, case):
+    args, fragment = FAIL_FAST[case]
+    wav = write_wav(tmp_path / "in" / "tone.wav", harmonic_tone(220.0, 0.3))
+    args = [a.format(tmp=tmp_path, wav=wav) for a in args] + ["--model", str(tmp_path / "no_such_bundle")]
+    result = run_cli(*args)
+    assert_user_error(result, fragment, tmp_path / "out")
+    assert "no_such_bundle" not in result.stderr

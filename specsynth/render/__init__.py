@@ -36,7 +36,7 @@ keeps that format; without an extension ``format``'s is added.
 
 Sounds: a path (relative to the manifest's folder) or ``"gm:PROGRAM:PITCH[:SECONDS]"``, a note of
 the General MIDI soundfont (default 4 s), peak-normalized. A sound's pitch label is known for
-soundfont notes, read from NSynth-style file names (``cello_48.wav``), else estimated (pyin).
+soundfont notes, read from NSynth-style file names (``cello_48.wav``), else estimated (specsynth.pitch.estimate_pitch).
 
 Everything is validated before anything renders; every problem is reported on its own line as
 ``MANIFEST: job N (kind): key 'k' ...`` and the run exits with code 2.
