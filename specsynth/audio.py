@@ -180,6 +180,29 @@ def write(path, samples, sample_rate, *, overwrite=False, subtype="PCM_16"):
     return path
 
 
+def measure(samples, sample_rate):
+    """Levels and bandwidth of mono audio: a dict of ``peak_dbfs``, ``rms_dbfs``, ``loudness_lufs``
+    (ITU-R BS.1770; None under 0.4 s or for silence) and ``bandwidth_hz`` (the frequency below
+    which 99% of the energy lies). Silence reads -inf dBFS and 0 Hz."""
+    x = np.asarray(samples, np.float64)
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    rms = float(np.sqrt(np.mean(x * x))) if x.size else 0.0
+    db = lambda v: 20 * np.log10(v) if v > 0 else float("-inf")  # noqa: E731
+    lufs = None
+    if x.size >= int(0.4 * sample_rate) and peak > 0:
+        import pyloudnorm
+
+        value = pyloudnorm.Meter(sample_rate).integrated_loudness(x)
+        lufs = float(value) if np.isfinite(value) else None
+    power = np.abs(np.fft.rfft(x)) ** 2 if x.size else np.zeros(1)
+    total = float(power.sum())
+    bandwidth = 0.0
+    if total > 0:
+        k = int(np.searchsorted(np.cumsum(power), 0.99 * total))
+        bandwidth = k * sample_rate / max(1, len(x))
+    return {"peak_dbfs": db(peak), "rms_dbfs": db(rms), "loudness_lufs": lufs, "bandwidth_hz": bandwidth}
+
+
 def file_info(path):
     """A dict describing an audio file without decoding it all (for `specsynth info`)."""
     path = Path(path)

@@ -426,11 +426,17 @@ def cmd_app(args):
 
 
 def cmd_info(args):
-    from .audio import file_info
+    from .audio import file_info, load, measure
+    from .pitch import UNPITCHED, estimate_pitch, midi_to_hz
 
     info = file_info(args.file)
+    samples, rate = load(args.file, normalize=None)
+    info.update(measure(samples, rate))
+    label = estimate_pitch(samples, rate)
+    info["pitch"] = "unpitched" if label == UNPITCHED else f"{label} (MIDI, {float(midi_to_hz(label)):.1f} Hz)"
     for key, value in info.items():
-        print(f"{key:12s} {value:.3f}" if isinstance(value, float) else f"{key:12s} {value}")
+        shown = "-" if value is None else f"{value:.3f}" if isinstance(value, float) else value
+        print(f"{key:14s} {shown}")
     return 0
 
 

@@ -158,6 +158,20 @@ def test_info(tmp_path):
     assert fields["frames"] == "22050"
     assert fields["seconds"] == "0.500"
     assert fields["format"] == "WAV"
+    assert fields["peak_dbfs"] == "-inf" and fields["pitch"] == "unpitched" and fields["loudness_lufs"] == "-"
+
+
+def test_info_measures_level_pitch_and_bandwidth(tmp_path):
+    x = 0.5 * np.sin(2 * np.pi * 440.0 * np.arange(2 * SR) / SR)
+    src = write_wav(tmp_path / "a440.wav", x.astype(np.float32), subtype="FLOAT")
+    result = run_cli("info", src)
+    assert result.returncode == 0, result.stderr
+    fields = dict(line.split(None, 1) for line in result.stdout.splitlines())
+    assert float(fields["peak_dbfs"]) == pytest.approx(20 * np.log10(0.5), abs=0.01)
+    assert float(fields["rms_dbfs"]) == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=0.05)
+    assert -12.0 < float(fields["loudness_lufs"]) < -6.0
+    assert fields["pitch"].startswith("69 ")
+    assert 430 < float(fields["bandwidth_hz"]) < 460
 
 
 def test_info_on_a_missing_file(tmp_path):
