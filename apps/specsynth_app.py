@@ -1,7 +1,8 @@
 """specsynth in the browser: interpolate two sounds, play an NSynth-Super-style XY pad, grow loops.
 
-Start it with ``streamlit run apps/specsynth_app.py`` (or ``specsynth app`` / ``make app``). The
-model bundle comes from the environment variable ``SPECSYNTH_MODEL`` (default: ``pretrained``).
+Start it with ``specsynth app [--model DIR]`` (or ``make app``). The model picker offers the
+pretrained bundle and the bundle (or every bundle inside the folder) that ``--model`` names, which
+reaches the app as the environment variable ``SPECSYNTH_MODEL``.
 
 The app is a thin layer over :mod:`specsynth.ops`. It stays quick to play because every costly
 step is cached by what it depends on: a sound is rendered (library notes) and encoded once per
@@ -17,10 +18,10 @@ import re
 import streamlit as st
 
 import specsynth
-from specsynth import audio, metrics, ops, phase, spectral
+from specsynth import metrics, ops, phase, spectral
 from specsynth import ui
 from specsynth.errors import SpecsynthError
-from specsynth.soundfont import render_note
+from specsynth.soundfont import GM_PROGRAMS, render_gm
 
 MODEL_ENV = "SPECSYNTH_MODEL"
 RENDER_CACHE = 64  # rendered results kept per section (a few MB each at most)
@@ -69,10 +70,9 @@ def model_identity(model):
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def library_note(program, pitch, sample_rate):
-    """A library note, peak-normalized like the training notes: float32 [n]."""
-    x = render_note(program, pitch, seconds=ui.NOTE_SECONDS, hold=ui.NOTE_HOLD, sample_rate=sample_rate)
-    return audio.normalize_audio(x)
+def library_note(spec, sample_rate):
+    """A soundfont note, peak-normalized like the training notes: float32 [n]."""
+    return render_gm(ui.parse_library_id(spec), sample_rate)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -158,13 +158,18 @@ def render_ms(view):
 # -- the page ---------------------------------------------------------------------------------
 st.title("specsynth")
 
-model_path = os.environ.get(MODEL_ENV, "pretrained") or "pretrained"
+# The model picker: the pretrained bundle, and the bundle (or every bundle in the folder) named by
+# SPECSYNTH_MODEL, which `specsynth app --model DIR` sets; that one is picked first.
+MODELS = ui.bundle_choices(os.environ.get(MODEL_ENV))
+model_name = st.sidebar.selectbox("Model", list(MODELS), index=len(MODELS) - 1 if len(MODELS) == 2 else 0,
+                                  key="model", help="The pretrained bundle, or your own: start the app with "
+                                                    "`specsynth app --model DIR` (a bundle or a folder of bundles).")
 try:
-    model = load_model(model_path)
+    model = load_model(MODELS[model_name])
 except SpecsynthError as exc:
     st.error(f"Cannot load the model: {exc}")
-    st.caption(f"Choose a model bundle folder with the environment variable {MODEL_ENV} "
-               "(default: pretrained), then reload the page.")
+    st.caption("Pick another model, or start the app with `specsynth app --model DIR` "
+               "(a bundle folder, or a folder of bundles).")
     st.stop()
 
 keep_compiled_kernels()
@@ -189,7 +194,26 @@ with st.sidebar:
                                 type=list(ui.UPLOAD_TYPES), accept_multiple_files=True, key="uploads",
                                 max_upload_size=ui.MAX_UPLOAD_MB)
 
-SOUNDS = ui.library()  # sound id -> label; uploads are added below
+    st.header("Soundfont notes")
+    with st.form("gm_note", border=False):
+        gm_program = st.selectbox("Instrument", range(128), index=73, key="gm_program",
+                                  format_func=lambda p: f"{p:03d} {GM_PROGRAMS[p]}")
+        gm_pitch = st.number_input("MIDI note", 0, 127, 60, key="gm_pitch", help="60 is middle C (C4)")
+        gm_seconds = st.slider("Length (s)", 0.5, 8.0, 4.0, 0.5, key="gm_seconds")
+        add_note = st.form_submit_button("Add note")
+
+SOUNDS = ui.library()  # sound id -> label; added notes and uploads are added below
+if add_note:
+    spec = ui.library_id(gm_program, gm_pitch, gm_seconds)
+    try:
+        library_note(spec, SR)
+        st.session_state.setdefault("gm_notes", [])
+        if spec not in st.session_state["gm_notes"]:
+            st.session_state["gm_notes"].append(spec)
+    except SpecsynthError as exc:
+        st.sidebar.error(str(exc))
+for spec in st.session_state.get("gm_notes", []):
+    SOUNDS[spec] = "♪ " + ui.note_label(ui.parse_library_id(spec))
 UPLOADS = {}  # sound id -> samples
 for f in uploaded or []:
     sid, result = read_upload(f.file_id, f.name, SR, f.getvalue())
@@ -207,15 +231,14 @@ UPLOAD_IDS = list(UPLOADS)
 def samples_of(sound_id):
     if sound_id in UPLOADS:
         return UPLOADS[sound_id]
-    lib = ui.parse_library_id(sound_id)
-    if lib is None:
+    if ui.parse_library_id(sound_id) is None:
         raise SpecsynthError(f"{SOUNDS.get(sound_id, sound_id)} is no longer available; pick another sound")
-    return library_note(*lib, SR)
+    return library_note(sound_id, SR)
 
 
 def source_of(sound_id):
-    lib = ui.parse_library_id(sound_id)
-    pitch = lib[1] if lib else "auto"  # library notes know their pitch; uploads are estimated
+    note = ui.parse_library_id(sound_id)
+    pitch = note.pitch if note else "auto"  # soundfont notes know their pitch; uploads are estimated
     return encode(model, MODEL_KEY, sound_id, samples_of(sound_id), pitch)
 
 

@@ -159,6 +159,8 @@ def build_parser():
 
     p = sub.add_parser("app", help="start the Streamlit app")
     p.add_argument("--port", type=int, default=8501, help="the server's port")
+    p.add_argument("--model", default=None, metavar="DIR",
+                   help="a bundle folder, or a folder of bundles, offered in the app's model picker beside pretrained")
     p.set_defaults(func=cmd_app)
     return parser
 
@@ -412,17 +414,34 @@ def cmd_render(args):
 
 
 def cmd_app(args):
+    import signal
     import subprocess
+
+    from .ui import MAX_UPLOAD_MB
 
     app = shipped("apps/specsynth_app.py")
     if not app.exists():
         raise SpecsynthError(f"{app}: the app is not installed with this copy of specsynth")
-    from .ui import MAX_UPLOAD_MB
-
+    env = dict(os.environ)
+    if args.model is not None:
+        if not Path(args.model).is_dir():
+            raise SpecsynthError(f"{args.model}: no such folder (a model bundle, or a folder of bundles)")
+        env["SPECSYNTH_MODEL"] = str(Path(args.model).resolve())
     # the server refuses uploads over the app's own limit before reading them (Streamlit's default is 200 MB)
-    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-                            "--server.headless", "true", "--browser.gatherUsageStats", "false",
-                            "--server.maxUploadSize", str(MAX_UPLOAD_MB)])
+    child = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+                              "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                              "--server.maxUploadSize", str(MAX_UPLOAD_MB)], env=env)
+
+    def pass_on(signum, frame):  # stopping `specsynth app` stops the server it started
+        child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, pass_on)
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:  # the terminal's Ctrl-C reached the server too; wait for it to stop
+            continue
 
 
 def cmd_info(args):

@@ -18,14 +18,13 @@ import soundfile as sf
 
 from specsynth import audio
 from specsynth.errors import SpecsynthError
+from specsynth.limits import GMNote, is_gm, parse_gm
 from specsynth.soundfont import GM_PROGRAMS
 
 # -- the bundled sound library ----------------------------------------------------------------
 # A handful of General MIDI programs that sound unlike each other, at three octaves.
 LIBRARY_PROGRAMS = (0, 11, 19, 24, 33, 40, 42, 56, 71, 73, 81, 89)
 LIBRARY_PITCHES = (48, 60, 72)
-NOTE_SECONDS = 4.0
-NOTE_HOLD = 3.0
 _NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 # -- uploads ----------------------------------------------------------------------------------
@@ -41,26 +40,39 @@ def midi_name(pitch):
     return f"{_NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
-def library_id(program, pitch):
-    """The identity of a library note, e.g. ``"gm:073:60"`` (stable across sessions: a cache key)."""
-    return f"gm:{int(program):03d}:{int(pitch)}"
+def library_id(program, pitch, seconds=GMNote.seconds):
+    """The identity of a soundfont note: its ``gm:PROGRAM:PITCH:SECONDS`` spec, as manifests
+    write it (stable across sessions: a cache key)."""
+    return GMNote(int(program), int(pitch), float(seconds)).spec
 
 
 def parse_library_id(sound_id):
-    """``"gm:073:60" -> (73, 60)``; None for anything else."""
-    parts = str(sound_id).split(":")
-    if len(parts) == 3 and parts[0] == "gm" and parts[1].isdigit() and parts[2].isdigit():
-        return int(parts[1]), int(parts[2])
-    return None
+    """A soundfont note's :class:`~specsynth.limits.GMNote`; None for anything else (an upload)."""
+    return parse_gm(sound_id) if is_gm(sound_id) else None
+
+
+def note_label(note):
+    """``"Flute · C4"`` (with the length when it is not the default 4 s)."""
+    length = "" if note.seconds == GMNote.seconds else f" · {note.seconds:g} s"
+    return f"{GM_PROGRAMS[note.program]} · {midi_name(note.pitch)}{length}"
 
 
 def library():
     """``{sound_id: label}`` for every library note, ordered by instrument, then pitch."""
-    return {
-        library_id(program, pitch): f"{GM_PROGRAMS[program]} · {midi_name(pitch)}"
-        for program in LIBRARY_PROGRAMS
-        for pitch in LIBRARY_PITCHES
-    }
+    return {library_id(p, k): note_label(GMNote(p, k)) for p in LIBRARY_PROGRAMS for k in LIBRARY_PITCHES}
+
+
+def bundle_choices(path):
+    """``{label: bundle folder}`` for the app's model picker: the pretrained bundle, and every
+    bundle folder directly inside ``path`` if it holds any, else ``path`` itself (loading it says
+    what is wrong if it is not a bundle)."""
+    choices = {"pretrained": "pretrained"}
+    if path and str(path) != "pretrained":
+        path = Path(path)
+        inside = sorted(p for p in path.iterdir() if (p / "config.json").is_file()) if path.is_dir() else []
+        for folder in inside if not (path / "config.json").exists() and inside else [path]:
+            choices[folder.name or str(folder)] = str(folder)
+    return choices
 
 
 def upload_id(data):

@@ -109,12 +109,12 @@ def test_interpolate_slider_renders_a_new_mix(app, model_env):
 def expected_distances(bundle, alpha):
     """What the Interpolate tab should show at ``alpha`` for its default pair, computed with the library."""
     import specsynth
-    from specsynth import audio, metrics, ops
-    from specsynth.soundfont import render_note
+    from specsynth import metrics, ops
+    from specsynth.limits import GMNote
+    from specsynth.soundfont import render_gm
 
     model = specsynth.load(bundle)
-    a, b = (audio.normalize_audio(render_note(p, 60, seconds=ui.NOTE_SECONDS, hold=ui.NOTE_HOLD,
-                                              sample_rate=SR)) for p in (73, 0))
+    a, b = (render_gm(GMNote(p, 60), SR) for p in (73, 0))
     mix = ops.interpolate(model, ops.encode_sound(model, a, pitch=60), ops.encode_sound(model, b, pitch=60), alpha)
     return [f"{metrics.log_mel_distance(x, mix.samples, SR):.1f} dB" for x in (a, b)]
 
@@ -199,6 +199,46 @@ def test_upload_joins_every_sound_list_and_bad_upload_shows_an_error(app):
     assert app.selectbox(key="interp_a").value == ui.library_id(73, 60)
     assert app.selectbox(key="loop_seed_sound").value == "none"
     assert len(audio_urls(app)) == 5
+
+
+def test_model_picker_offers_pretrained_and_every_bundle_in_the_folder(tiny_bundle, tmp_path, monkeypatch):
+    import shutil
+
+    for name in ("alpha", "beta"):
+        shutil.copytree(tiny_bundle, tmp_path / "models" / name)
+    monkeypatch.setenv("SPECSYNTH_MODEL", str(tmp_path / "models"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    picker = at.sidebar.selectbox(key="model")
+    assert picker.options == ["pretrained", "alpha", "beta"]
+    picker.set_value("beta").run()
+    assert_clean(at)
+    assert any("Model `beta`" in c.value for c in at.caption)
+    assert audio_urls(at)
+
+
+def test_soundfont_picker_adds_any_note_to_every_sound_list(app):
+    app.sidebar.selectbox(key="gm_program").set_value(40)
+    app.sidebar.number_input(key="gm_pitch").set_value(55)
+    app.sidebar.slider(key="gm_seconds").set_value(2.0)
+    app.sidebar.button[0].click().run()  # the form's "Add note"
+    assert_clean(app)
+    spec = ui.library_id(40, 55, 2.0)
+    for key in ("interp_a", "xy_c1", "loop_seed_sound"):  # AppTest lists the options' labels
+        assert "♪ Violin · G3 · 2 s" in app.selectbox(key=key).options
+    before = audio_urls(app)
+    app.selectbox(key="interp_a").set_value(spec).run()
+    assert_clean(app)
+    assert audio_urls(app)[0] != before[0]
+    assert app.selectbox(key="interp_a").value == spec
+
+
+def test_an_oga_upload_is_accepted(app):
+    buf = io.BytesIO()
+    sf.write(buf, harmonic_tone(220.0, 0.5), SR, format="OGG", subtype="VORBIS")
+    app.file_uploader(key="uploads").set_value([("tone.oga", buf.getvalue(), "audio/ogg")]).run()
+    assert_clean(app)
+    assert "⬆ tone.oga" in app.selectbox(key="interp_a").options
 
 
 def test_bad_model_shows_one_error_line(tmp_path, monkeypatch):

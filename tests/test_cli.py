@@ -398,3 +398,37 @@ def test_argument_checks_come_before_the_model(tmp_path, case):
     result = run_cli(*args)
     assert_user_error(result, fragment, tmp_path / "out")
     assert "no_such_bundle" not in result.stderr
+
+
+def test_app_command_stops_its_server_on_sigterm(tmp_path):
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path / "app.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "specsynth.cli", "app", "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(240):  # the server answers its health check once it is up
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.25)
+        else:
+            pytest.fail("the app's server did not start")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        with pytest.raises(OSError):  # nothing serves the port any more
+            for _ in range(40):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
+                time.sleep(0.25)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
