@@ -168,7 +168,8 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
 
     Returns the loaded :class:`specsynth.model.bundle.Model`.
     """
-    from ..data import Dataset, segment_rows, tf_dataset
+    from ..data import Dataset
+    from .dataset import segment_rows, tf_dataset
     from ..spectral import active_span
 
     settings = settings or TrainSettings()
