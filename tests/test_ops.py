@@ -108,12 +108,12 @@ def test_loop_has_the_exact_length_and_wraps_in_latent_space(model, seconds):
 def test_loop_point_is_steadier_than_the_walk_inside():
     # white latents: every step of the walk is a big jump; around the wrap the loop is smoothed
     z = np.random.default_rng(0).standard_normal((400, 8)).astype(np.float32)
-    out = ops._steady_wrap(z, n_blend=31)
+    out = ops._steady_wrap(z, n_blend=31, width=15)
     assert out.shape == z.shape and out.dtype == z.dtype
     steps = np.linalg.norm(np.diff(out, axis=0), axis=1)
     assert np.linalg.norm(out[0] - out[-1]) < 0.5 * np.median(steps)
     np.testing.assert_array_equal(out[40:-40], z[40:-40])  # away from the wrap: untouched
-    np.testing.assert_array_equal(ops._steady_wrap(z[:20], n_blend=31), z[:20])  # too short to smooth: as is
+    np.testing.assert_array_equal(ops._steady_wrap(z[:20], n_blend=31, width=15), z[:20])  # too short to smooth: as is
 
 
 def test_loop_file_starts_where_the_sound_is_steadiest(config):
