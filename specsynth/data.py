@@ -43,8 +43,8 @@ def scan_audio(folder):
 
 
 def items_from_folder(folder, config, *, pitch="name", chunk_seconds=4.0, progress=None):
-    """Yield ``(name, pitch_label, samples)`` for every usable chunk of every audio file under
-    ``folder``; returns a summary dict via the ``summary`` attribute of the generator's result list.
+    """``(items, summary)``: items are ``(name, pitch_label, samples)`` for every usable chunk of
+    every audio file under ``folder``; the summary counts the files and says why any were skipped.
 
     ``pitch`` is ``"name"`` (NSynth-style file names, else unpitched), ``"auto"`` (librosa.pyin
     median f0) or ``"none"`` (all unpitched).

@@ -280,7 +280,8 @@ def test_tf_dataset_reads_segments_by_row_from_one_table():
     assert rows.dtype == np.int32 and owner.tolist() == [0, 0, 0, 0, 1, 2, 2]  # starts 0, 8, 16, 24 | 0 | 0, 7
     table = np.concatenate(items)
     segs, labels = table[rows], np.asarray([60, 61, 62])[owner]
-    ds = model_dataset.tf_dataset({"frames": rows, "pitch": labels}, batch_size=3, shuffle=False, rows=(table, 1.0, 0.5))
+    ds = model_dataset.tf_dataset({"frames": rows, "pitch": labels}, batch_size=3, shuffle=False,
+                                  rows=(table, 1.0, 0.5))
     batches = list(ds.as_numpy_iterator())
     assert [b["frames"].shape for b in batches] == [(3, 16, 5), (3, 16, 5), (1, 16, 5)]
     np.testing.assert_allclose(np.concatenate([b["frames"] for b in batches]), 2 * (segs - 1), rtol=1e-6)

@@ -521,6 +521,23 @@ def test_the_copy_itself_loads(bundle_copy):
     assert specsynth.load(bundle_copy).path == bundle_copy
 
 
+def test_a_bundle_saves_its_architecture_and_one_without_it_takes_the_defaults(bundle_copy):
+    from specsynth.model.settings import ARCHITECTURE
+
+    meta = json.loads((bundle_copy / "config.json").read_text())
+    assert {k: meta["model"][k] for k in ARCHITECTURE} == ARCHITECTURE
+    edit_config(bundle_copy, lambda m: [m["model"].pop(k) for k in ARCHITECTURE])
+    model = specsynth.load(bundle_copy)
+    assert model.architecture == model.vae.architecture == ARCHITECTURE
+
+
+@pytest.mark.parametrize("change, word", [({"harmonics": 32}, "architecture"),
+                                          ({"warp": "wide"}, "config.json is invalid")])
+def test_config_json_whose_architecture_disagrees_with_the_weights(bundle_copy, change, word):
+    edit_config(bundle_copy, lambda m: m["model"].update(change))
+    refused(bundle_copy, word)
+
+
 def test_missing_folder(tmp_path):
     refused(tmp_path / "nowhere", "no such model bundle", str(tmp_path / "nowhere"))
 

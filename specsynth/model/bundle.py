@@ -240,7 +240,8 @@ def load_bundle(path="pretrained"):
     try:
         config = spectral.SpectralConfig.from_dict(meta["spectral"])
         hyper = meta["model"]
-    except (KeyError, ConfigError) as exc:
+        arch = architecture(hyper)
+    except (KeyError, ConfigError, TypeError, ValueError, AttributeError) as exc:
         raise BundleError(f"config.json is invalid ({exc})", path=path) from None
     for name in ("vae.keras", "prior.keras"):
         check_keras_file(path / name)
@@ -285,8 +286,8 @@ def load_bundle(path="pretrained"):
         problems.append("norm.npz shapes do not match the model")
     if any(k in norm and (norm[k].shape != (vae.z_dim,) or not np.all(np.isfinite(norm[k]))) for k in WALK_KEYS):
         problems.append(f"norm.npz's {' and '.join(WALK_KEYS)} must be {vae.z_dim} finite numbers each")
-    if architecture(hyper) != vae.architecture:
-        problems.append(f"the architecture in config.json {architecture(hyper)} is not vae.keras's {vae.architecture}")
+    if arch != vae.architecture:
+        problems.append(f"the architecture in config.json {arch} is not vae.keras's {vae.architecture}")
     if problems:
         raise BundleError("config does not match the weights: " + "; ".join(problems), path=path)
     return Model(path, config, meta, vae, prior, norm, metrics)

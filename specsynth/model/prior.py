@@ -105,7 +105,7 @@ class LatentPrior(keras.Model):
         self.sampled_inputs, self.sampled_passes = float(sampled_inputs), int(sampled_passes)
         self.seed, self.starts = int(seed), bool(starts)
         self.net = net or build_prior_net(self.z_dim, units=self.units, mixtures=self.mixtures)
-        # only a prior trained with sampled inputs has a seed state (older bundles have none)
+        # only a prior trained with sampled inputs has a seed state
         self.seed_generator = keras.random.SeedGenerator(seed) if self.sampled_inputs > 0 else None
 
     def _predict(self, history, pitch, training):

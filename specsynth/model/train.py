@@ -150,7 +150,7 @@ class Trainer:
                 # 1000, the largest of 600 early steps 1800); only a spike beyond that is scaled
                 # down, before Adam turns it into a jump of the weights the run may not come back
                 # from. The rate falls to 5% over the run (cosine), as the prior's: a constant one
-                # left the last epochs' weights wherever Adam's noise put them.
+                # leaves the last epochs' weights wherever Adam's noise puts them.
                 rate = keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(self._vae_steps(), 1),
                                                               alpha=0.05)
                 vae.compile(optimizer=keras.optimizers.Adam(rate, global_clipnorm=settings.clip_norm))

@@ -21,7 +21,7 @@ from .settings import ARCHITECTURE
 PACKAGE = "specsynth"
 # The encoder's log-variances are bounded above softly, near the identity below it: a posterior
 # wider than the N(0, 1) prior is never of use, and unbounded, exp(logvar) can run away after a
-# loss spike (a run without the bound reached a KL of 9e5 nats per frame and did not recover).
+# loss spike, with a KL the run does not recover from.
 LOGVAR_MAX = 2.0
 
 
