@@ -86,7 +86,7 @@ def build_parser():
     p = sub.add_parser("train", help="train a model bundle (VAE, then the LSTM prior) on a dataset")
     p.add_argument("data", help="a dataset folder from `specsynth dataset`")
     p.add_argument("--out", required=True, help="bundle folder to write")
-    from .model.train import TrainSettings  # the defaults, stated in the help (no TensorFlow imported)
+    from .model.settings import TrainSettings  # the defaults, stated in the help (no TensorFlow imported)
 
     d = TrainSettings()
     p.add_argument("--epochs", type=int, default=d.epochs, help="VAE epochs")

@@ -263,7 +263,10 @@ def key_range(model, sound, pitches, **kwargs):
     return [render_pitch(model, src, p, **kwargs) for p in pitches]
 
 
-def _steady_wrap(z, n_blend, width=15):
+STEADY_WRAP_SECONDS = 0.24  # the moving average that smooths a loop's latents around its wrap point
+
+
+def _steady_wrap(z, n_blend, *, width):
     """Latents ``[time, z]`` of a loop with the frames around the wrap point smoothed in time
     (circular Hann moving average over ``width`` frames, faded in towards the wrap over about half
     the blend): a loop point sits where the texture is steady, so the jump across it is smaller than
@@ -319,7 +322,7 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
     w = np.linspace(0.0, 1.0, n_blend, endpoint=False)[:, None] if n_blend > 1 else np.zeros((1, 1))
     looped = z[:n_frames].copy()
     looped[:n_blend] = (1 - w) * z[n_frames : n_frames + n_blend] + w * z[:n_blend]
-    looped = _steady_wrap(looped, n_blend)
+    looped = _steady_wrap(looped, n_blend, width=model.config.frames_in(STEADY_WRAP_SECONDS))
     ctx = 8  # decoder receptive field is a few frames: give it the wrapped neighbours
     wrapped = np.concatenate([looped[-ctx:], looped, looped[:ctx]], axis=0)
     frames = model.decode(wrapped, pitch=label)[ctx:-ctx]

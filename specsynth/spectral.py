@@ -97,6 +97,10 @@ class SpectralConfig:
         """Frames per second (Hz)."""
         return self.sample_rate / self.hop
 
+    def frames_in(self, seconds):
+        """A duration in seconds as a whole number of frames at :attr:`frame_rate`."""
+        return int(round(seconds * self.frame_rate))
+
     def to_dict(self):
         return dataclasses.asdict(self)
 

@@ -10,6 +10,7 @@ import pytest
 import specsynth
 from conftest import SR, assert_user_error, folder_snapshot, harmonic_tone, noise_burst, run_cli, write_wav
 from specsynth import ConfigError, data, spectral
+from specsynth.model import dataset as model_dataset
 from specsynth.pitch import PITCH_FEATURES, UNPITCHED, check_pitch, midi_to_hz, pitch_features, pitch_from_name
 
 CONFIG = specsynth.SpectralConfig()
@@ -244,7 +245,7 @@ def test_segment_rows():
     long = np.arange(100 * 3, dtype=np.float32).reshape(100, 3)
     short = np.full((10, 3), 7.0, np.float32)
     short[-1] = 9.0
-    rows, owner = data.segment_rows([len(long), len(short)], 32)
+    rows, owner = model_dataset.segment_rows([len(long), len(short)], 32)
     segs, labels = np.concatenate([long, short])[rows], np.asarray([60, 128])[owner]
     assert segs.shape[1:] == (32, 3) and rows.dtype == np.int32
     n_long = len([s for s in range(0, 100 - 32 + 1, 16)]) + 1  # hop 16, plus one ending at the end
@@ -260,13 +261,14 @@ def test_tf_dataset_batches():
     n, t, f = 7, 16, CONFIG.n_features
     frames = np.random.default_rng(0).standard_normal((n, t, f)).astype(np.float32)
     pitch = pitch_features(np.arange(60, 60 + n))
-    ds = data.tf_dataset({"frames": frames, "pitch": pitch}, batch_size=3, shuffle=False)
+    ds = model_dataset.tf_dataset({"frames": frames, "pitch": pitch}, batch_size=3, shuffle=False)
     batches = list(ds.as_numpy_iterator())
     assert [b["frames"].shape for b in batches] == [(3, t, f), (3, t, f), (1, t, f)]
     p = PITCH_FEATURES
     assert [b["pitch"].shape for b in batches] == [(3, p), (3, p), (1, p)]
     np.testing.assert_array_equal(np.concatenate([b["frames"] for b in batches]), frames)
-    shuffled = list(data.tf_dataset({"frames": frames, "pitch": pitch}, batch_size=3, seed=1).as_numpy_iterator())
+    ds = model_dataset.tf_dataset({"frames": frames, "pitch": pitch}, batch_size=3, seed=1)
+    shuffled = list(ds.as_numpy_iterator())
     got = np.concatenate([b["frames"] for b in shuffled])
     assert not np.array_equal(got, frames)  # shuffled ...
     order = [int(np.argmin(np.abs(frames - row).sum(axis=(1, 2)))) for row in got]
@@ -278,16 +280,17 @@ def test_tf_dataset_batches():
 def test_tf_dataset_reads_segments_by_row_from_one_table():
     rng = np.random.default_rng(0)
     items = [rng.standard_normal((n, 5)).astype(np.float32) for n in (40, 7, 23)]
-    rows, owner = data.segment_rows([len(f) for f in items], 16)
+    rows, owner = model_dataset.segment_rows([len(f) for f in items], 16)
     assert rows.dtype == np.int32 and owner.tolist() == [0, 0, 0, 0, 1, 2, 2]  # starts 0, 8, 16, 24 | 0 | 0, 7
     table = np.concatenate(items)
     segs, labels = table[rows], np.asarray([60, 61, 62])[owner]
-    ds = data.tf_dataset({"frames": rows, "pitch": labels}, batch_size=3, shuffle=False, rows=(table, 1.0, 0.5))
+    ds = model_dataset.tf_dataset({"frames": rows, "pitch": labels}, batch_size=3, shuffle=False,
+                                  rows=(table, 1.0, 0.5))
     batches = list(ds.as_numpy_iterator())
     assert [b["frames"].shape for b in batches] == [(3, 16, 5), (3, 16, 5), (1, 16, 5)]
     np.testing.assert_allclose(np.concatenate([b["frames"] for b in batches]), 2 * (segs - 1), rtol=1e-6)
     np.testing.assert_array_equal(np.concatenate([b["pitch"] for b in batches]), labels)
-    shuffled = np.concatenate([b["frames"] for b in data.tf_dataset(
+    shuffled = np.concatenate([b["frames"] for b in model_dataset.tf_dataset(
         {"frames": rows, "pitch": labels}, batch_size=3, seed=1, rows=(table, 0.0, 1.0)).as_numpy_iterator()])
     assert sorted(map(bytes, shuffled)) == sorted(map(bytes, segs))  # every segment once, rows kept together
 
@@ -296,9 +299,9 @@ def test_tf_dataset_interleaves_parts_of_different_lengths():
     rng = np.random.default_rng(0)
     long = {"z": rng.standard_normal((10, 9, 2)).astype(np.float32), "id": np.arange(10)}
     short = {"z": rng.standard_normal((7, 5, 2)).astype(np.float32), "id": np.arange(10, 17)}
-    ordered = list(data.tf_dataset([long, short], batch_size=4, shuffle=False).as_numpy_iterator())
+    ordered = list(model_dataset.tf_dataset([long, short], batch_size=4, shuffle=False).as_numpy_iterator())
     assert [b["z"].shape for b in ordered] == [(4, 9, 2), (4, 9, 2), (2, 9, 2), (4, 5, 2), (3, 5, 2)]
-    ds = data.tf_dataset([long, short], batch_size=4, seed=3)
+    ds = model_dataset.tf_dataset([long, short], batch_size=4, seed=3)
     epochs = [list(ds.as_numpy_iterator()) for _ in range(4)]
     for batches in epochs:
         ids = np.concatenate([b["id"] for b in batches])

@@ -523,6 +523,23 @@ def test_the_copy_itself_loads(bundle_copy):
     assert specsynth.load(bundle_copy).path == bundle_copy
 
 
+def test_a_bundle_saves_its_architecture_and_one_without_it_takes_the_defaults(bundle_copy):
+    from specsynth.model.settings import ARCHITECTURE
+
+    meta = json.loads((bundle_copy / "config.json").read_text())
+    assert {k: meta["model"][k] for k in ARCHITECTURE} == ARCHITECTURE
+    edit_config(bundle_copy, lambda m: [m["model"].pop(k) for k in ARCHITECTURE])
+    model = specsynth.load(bundle_copy)
+    assert model.architecture == model.vae.architecture == ARCHITECTURE
+
+
+@pytest.mark.parametrize("change, word", [({"harmonics": 32}, "architecture"),
+                                          ({"warp": "wide"}, "config.json is invalid")])
+def test_config_json_whose_architecture_disagrees_with_the_weights(bundle_copy, change, word):
+    edit_config(bundle_copy, lambda m: m["model"].update(change))
+    refused(bundle_copy, word)
+
+
 def test_missing_folder(tmp_path):
     refused(tmp_path / "nowhere", "no such model bundle", str(tmp_path / "nowhere"))
 
@@ -697,8 +714,10 @@ def test_loading_uses_keras_safe_mode(bundle_copy, keras, monkeypatch):
 def tiny_settings(seed=0, **changes):
     from specsynth.model.train import TrainSettings
 
-    settings = dict(z_dim=4, width=8, epochs=1, prior_epochs=0, prior_units=8, prior_mixtures=1, segment_frames=32,
-                    prior_segment_frames=16, batch_size=4, val_fraction=0.0, warmup_steps=10, seed=seed)
+    # segments of 32 frames, prior windows of 16 at 62.5 frames/s
+    settings = dict(z_dim=4, width=8, epochs=1, prior_epochs=0, prior_units=8, prior_mixtures=1,
+                    segment_seconds=0.512, prior_segment_seconds=0.256, batch_size=4, val_fraction=0.0,
+                    warmup_steps=10, seed=seed)
     settings.update(changes)
     return TrainSettings(**settings)
 
@@ -784,38 +803,41 @@ def test_same_seed_same_weights_other_seed_other_weights(seed_runs):
     assert np.abs(za - zc).max() > 1e-3
 
 
-@pytest.mark.parametrize("anywhere, every", [(8, 1), (0, 1), (8, 2)])
+@pytest.mark.parametrize("anywhere, every", [(0.128, 1), (0.0, 1), (0.128, 2)])
 def test_prior_trains_on_windows_from_the_onset_and_cut_anywhere(tone_dataset, tmp_path, anywhere, every):
     from specsynth.model.train import train
 
     logs = []
-    settings = tiny_settings(prior_epochs=1, prior_anywhere_frames=anywhere, prior_every=every)
+    settings = tiny_settings(prior_epochs=1, prior_anywhere_seconds=anywhere, prior_every=every)
     model = train(tone_dataset, tmp_path / "m", settings=settings, verbose=0, log=logs.append)
     line = next(line for line in logs if line.startswith("prior: "))
-    # each of the 3 tones sounds for 65 frames: 8 half-overlapping onset windows of 16 frames (after
-    # the start frame) and 15 windows of 8 frames cut anywhere; every 2nd tone: the 1st and the 3rd
+    # each of the 3 tones sounds for 65 frames: 8 half-overlapping onset windows of 16 frames (0.256 s, after
+    # the start frame) and 15 windows of 8 frames (0.128 s) cut anywhere; every 2nd tone: the 1st and the 3rd
     tones = 3 if every == 1 else 2
     assert line.startswith(f"prior: {8 * tones} onset windows of up to 16 frames")
     assert line.endswith(f", {15 * tones} of 8") if anywhere else line.endswith(" frames")
     assert model.prior.starts and len(model.meta["training"]["history"]["prior"]) == 1
 
 
-def test_the_walk_calibration_walks_at_most_calibration_walks_sounds(tone_dataset, tmp_path, monkeypatch):
-    from specsynth.model import prior, train as train_module
+def test_a_trainer_runs_step_by_step_and_calibrates_on_at_most_calibration_walks_sounds(tone_dataset, tmp_path):
+    from specsynth.model.train import Trainer
 
-    seen = []
-    real = prior.walk_calibration
-
-    def spy(numpy_prior, sequences, pitches, **kwargs):
-        seen.append(len(sequences))
-        return real(numpy_prior, sequences, pitches, **kwargs)
-
-    monkeypatch.setattr(prior, "walk_calibration", spy)
-    monkeypatch.setattr(train_module, "CALIBRATION_WALKS", 2)
-    model = train_module.train(tone_dataset, tmp_path / "m", settings=tiny_settings(prior_epochs=1), verbose=0,
-                               log=lambda *a: None)
-    assert seen == [2]  # every 2nd of the 3 tones
-    assert model.norm["walk_scale"].shape == (model.z_dim,)
+    logs = []
+    out = tmp_path / "m"
+    trainer = Trainer(tone_dataset, out, settings=tiny_settings(prior_epochs=1), verbose=0, log=logs.append,
+                      calibration_walks=2)
+    trainer.prepare()
+    state = json.loads((tmp_path / "m.partial" / "state.json").read_text())
+    assert state["vae_epochs_done"] == 0 and state["train_items"] == [0, 1, 2]
+    trainer.fit_vae()
+    assert json.loads((tmp_path / "m.partial" / "state.json").read_text())["vae_epochs_done"] == 1
+    trainer.fit_prior()
+    walk = trainer.calibrate()
+    assert any(line.startswith("walk calibration over 2 sounds ") for line in logs)  # every 2nd of the 3 tones
+    assert walk["walk_scale"].shape == (4,) and not out.exists()
+    model = trainer.save()
+    np.testing.assert_array_equal(model.norm["walk_scale"], walk["walk_scale"])
+    assert not (tmp_path / "m.partial").exists()
 
 
 def test_existing_output_is_refused_and_untouched(seed_runs, tone_dataset):
@@ -852,20 +874,16 @@ def test_bad_settings_are_refused_before_anything_is_written(tone_dataset, tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_vaes_optimizer_clips_gradients_at_the_settings_norm(tone_dataset, tmp_path, keras, monkeypatch):
-    from specsynth.model.train import train
+def test_the_vaes_optimizer_clips_gradients_at_the_settings_norm(tone_dataset, tmp_path):
+    from specsynth.model.train import Trainer
 
-    made, real = [], keras.optimizers.Adam
-
-    def spy(*args, **kwargs):
-        made.append(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(keras.optimizers, "Adam", spy)
-    model = train(tone_dataset, tmp_path / "model", settings=tiny_settings(clip_norm=123.0), verbose=0,
-                  log=lambda *a: None)
-    assert made[0].get("global_clipnorm") == 123.0  # the VAE's (the prior's is built after it)
-    assert model.meta["model"]["clip_norm"] == 123.0
+    trainer = Trainer(tone_dataset, tmp_path / "model", settings=tiny_settings(clip_norm=123.0), verbose=0,
+                      log=lambda *a: None)
+    trainer.prepare()
+    assert trainer.fit_vae().optimizer.global_clipnorm == 123.0
+    trainer.fit_prior()
+    trainer.calibrate()
+    assert trainer.save().meta["model"]["clip_norm"] == 123.0
 
 
 def test_a_run_whose_loss_keeps_going_non_finite_stops_with_a_clear_error(tone_dataset, tmp_path):
@@ -882,33 +900,34 @@ def test_a_run_whose_loss_keeps_going_non_finite_stops_with_a_clear_error(tone_d
     assert list(tmp_path.iterdir()) == []  # no epoch was saved: nothing to resume from is left behind
 
 
-def test_a_diverging_prior_keeps_the_trained_vae_for_resume(tone_dataset, tmp_path, monkeypatch):
+def test_a_diverging_prior_keeps_the_trained_vae_for_resume(tone_dataset, tmp_path):
     from specsynth import TrainingError
-    from specsynth.model import train as train_module
+    from specsynth.model.train import Trainer, train
 
-    real = train_module._fit_guarded
-
-    def prior_diverges(keras, model, *, stage, **kwargs):
-        if stage == "prior":
-            raise TrainingError("the prior's loss went non-finite 3 times in epoch 1 (a lower --learning-rate may help)")
-        return real(keras, model, stage=stage, **kwargs)
-
-    monkeypatch.setattr(train_module, "_fit_guarded", prior_diverges)
     out, work = tmp_path / "model", tmp_path / "model.partial"
+    logs = []
+    trainer = Trainer(tone_dataset, out, settings=tiny_settings(prior_epochs=1), verbose=0, log=logs.append)
+    trainer.prepare()
+    trainer.fit_vae()
+    # the prior's optimizer is made by fit_prior: at this rate its loss overflows after the first step
+    trainer.settings.learning_rate = 1e30
     with pytest.raises(TrainingError) as error:
-        train_module.train(tone_dataset, out, settings=tiny_settings(prior_epochs=1), verbose=0, log=lambda *a: None)
+        trainer.fit_prior()
     assert str(error.value) == (f"{out}: the prior's loss went non-finite 3 times in epoch 1 (a lower "
                                 f"--learning-rate may help); {work} keeps the last complete epoch for --resume")
-    assert not out.exists() and json.loads((work / "state.json").read_text())["vae_epochs_done"] == 1
-    monkeypatch.setattr(train_module, "_fit_guarded", real)
-    model = train_module.train(tone_dataset, out, resume=True, verbose=0, log=lambda *a: None)
+    assert sum(line.startswith("prior: the loss went non-finite in epoch 1") for line in logs) == 2
+    state = json.loads((work / "state.json").read_text())
+    assert not out.exists() and state["vae_epochs_done"] == 1 and state["prior_epochs_done"] == 0
+    # the resumed run takes the settings it started with, from the state file
+    model = train(tone_dataset, out, resume=True, verbose=0, log=logs.append)
     assert len(model.meta["training"]["history"]["prior"]) == 1 and not work.exists()
+    assert all(np.isfinite(w).all() for w in model.prior.get_weights())
 
 
 def test_an_epoch_whose_loss_goes_non_finite_is_trained_again_from_the_last_saved_one(keras, tmp_path):
     import tensorflow as tf
 
-    from specsynth.model.train import _fit_guarded
+    from specsynth.model.checkpoint import fit_guarded
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 4)).astype(np.float32)
@@ -940,9 +959,8 @@ def test_an_epoch_whose_loss_goes_non_finite_is_trained_again_from_the_last_save
             tf.TensorSpec((None, 4), tf.float32), tf.TensorSpec((None, 1), tf.float32)))
 
     first = build()
-    model = _fit_guarded(keras, first, restore=restore, path=path, stage="m", state=state, state_path=state_path,
-                         train_data=train_data, validation=None, epochs=5, elapsed=lambda: 0.0, log=logs.append,
-                         verbose=0)
+    model = fit_guarded(first, restore=restore, path=path, stage="m", state=state, state_path=state_path,
+                        train_data=train_data, validation=None, epochs=5, log=logs.append)
     assert attempts == [0, 1] and model is not first
     assert [line for line in logs if "non-finite" in line] == [
         "m: the loss went non-finite in epoch 3; going back to epoch 2 and trying again with another shuffle order"]

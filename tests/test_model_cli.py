@@ -187,26 +187,13 @@ def test_train_from_something_that_is_not_a_dataset(tmp_path):
 # train --strategy mirrored on two logical CPUs
 
 MIRRORED_SCRIPT = """
-import json, sys
+import sys
 import specsynth.model._keras  # splits the CPU into SPECSYNTH_CPU_DEVICES logical devices first
 import tensorflow as tf
 from specsynth import cli
-from specsynth.model import train
 
 print("logical CPUs", len(tf.config.list_logical_devices("CPU")))
-print("replicas", train._strategy("mirrored").num_replicas_in_sync)
-used = []
-real = train._strategy
-
-def spy(name):
-    strategy = real(name)
-    used.append([name, strategy.num_replicas_in_sync])
-    return strategy
-
-train._strategy = spy
-code = cli.main(sys.argv[1:])
-print("used", json.dumps(used))
-sys.exit(code)
+sys.exit(cli.main(sys.argv[1:]))
 """
 
 
@@ -221,8 +208,7 @@ def test_train_mirrored_over_two_logical_cpus(tmp_path):
                             timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "logical CPUs 2" in result.stdout
-    assert "replicas 2" in result.stdout
-    assert 'used [["mirrored", 2]]' in result.stdout  # the strategy training ran under had both replicas
+    assert "strategy mirrored: 2 replicas" in result.stdout  # the strategy training ran under had both
     model = specsynth.load(out)
     assert model.meta["model"]["width"] == 8 and len(model.meta["training"]["history"]["vae"]) == 1
     x = harmonic_tone(261.6, 0.5)

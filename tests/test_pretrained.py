@@ -39,6 +39,12 @@ def test_the_bundle_is_small_and_describes_its_training(model):
     assert (model.path / "MODEL_CARD.md").exists()
 
 
+def test_the_bundle_without_architecture_settings_loads_with_the_defaults(model):
+    from specsynth.model.settings import ARCHITECTURE
+
+    assert model.architecture == model.vae.architecture == ARCHITECTURE
+
+
 def test_round_trip_on_held_out_notes(model, notes):
     gaps = []
     for (program, pitch), x in notes.items():

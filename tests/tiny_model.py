@@ -31,9 +31,8 @@ def make_tiny_bundle(path, *, seed=0):
     config = SpectralConfig()
     items, _ = items_from_soundfont(config, programs=list(PROGRAMS), pitches=list(PITCHES), seconds=NOTE_SECONDS)
     settings = TrainSettings(z_dim=4, width=16, epochs=1, prior_epochs=1, prior_units=16, prior_mixtures=2,
-                             segment_frames=32, prior_segment_frames=16, prior_anywhere_frames=8, batch_size=8,
-                             val_fraction=0.2,
-                             warmup_steps=10, seed=seed)
+                             segment_seconds=0.512, prior_segment_seconds=0.256, prior_anywhere_seconds=0.128,
+                             batch_size=8, val_fraction=0.2, warmup_steps=10, seed=seed)
     train(Dataset.from_items(items, config), Path(path), settings=settings, overwrite=True, verbose=0,
           log=lambda *a: None)
     return Path(path)

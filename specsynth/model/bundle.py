@@ -3,7 +3,8 @@
 ::
 
     BUNDLE/
-      config.json    format version, SpectralConfig, model hyperparameters, training summary
+      config.json    format version, SpectralConfig, model hyperparameters (the architecture's
+                     among them, see settings.ARCHITECTURE), training summary
       vae.keras      the VAE (encoder + decoder)
       prior.keras    the LSTM latent prior
       norm.npz       frame mean/std [F], latent mean/std [z], the prior's walk scale/shift [z]
@@ -24,6 +25,7 @@ from ..errors import BundleError, ConfigError
 from ..files import atomic_folder, shipped
 from ..limits import check_temperature
 from ..pitch import PITCH_FEATURES, UNPITCHED, check_pitch, estimate_pitch, pitch_features
+from .settings import ARCHITECTURE
 
 FORMAT_VERSION = 2  # 2: partials output layer, 4 pitch features
 FILES = ("config.json", "vae.keras", "prior.keras", "norm.npz", "metrics.json")
@@ -33,6 +35,12 @@ OURS = {"specsynth>VAE", "specsynth>LatentPrior", "specsynth>BroadcastTime", "sp
         "specsynth>HarmonicInput"}
 FORBIDDEN = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
 WALK_KEYS = ("walk_scale", "walk_shift")  # optional in norm.npz
+
+
+def architecture(hyper):
+    """The architecture settings of a bundle's config.json ``"model"`` dict, each one it lacks
+    taken from :data:`specsynth.model.settings.ARCHITECTURE`."""
+    return {k: type(default)(hyper.get(k, default)) for k, default in ARCHITECTURE.items()}
 
 
 def resolve(path):
@@ -113,6 +121,11 @@ class Model:
     def frame_rate(self):
         return self.config.frame_rate
 
+    @property
+    def architecture(self):
+        """``{"env_bands", "harmonics", "warp", "input_warp"}`` from config.json (see :func:`architecture`)."""
+        return architecture(self.meta["model"])
+
     # -- pitch ------------------------------------------------------------------------------
     def pitch_label(self, pitch, samples=None):
         """An int label from ``pitch`` (MIDI 0..127, 128 unpitched, or "auto" to estimate)."""
@@ -129,8 +142,8 @@ class Model:
         """The label of a walk given neither a seed nor a pitch (an unseeded loop): unpitched if
         most of the training sounds were, else their median pitch. A model trained on pitched
         notes alone never saw the unpitched label, and walks with it could come out anywhere
-        (one prior's came out frozen at +46 dBFS). Bundles that do not count their training
-        labels walk unpitched, as they always did."""
+        (they can come out frozen far above full scale). A bundle that does not count its
+        training labels walks unpitched."""
         counts = self.meta.get("training", {}).get("pitch_counts")
         if not counts:
             return UNPITCHED
@@ -231,7 +244,8 @@ def load_bundle(path="pretrained"):
     try:
         config = spectral.SpectralConfig.from_dict(meta["spectral"])
         hyper = meta["model"]
-    except (KeyError, ConfigError) as exc:
+        arch = architecture(hyper)
+    except (KeyError, ConfigError, TypeError, ValueError, AttributeError) as exc:
         raise BundleError(f"config.json is invalid ({exc})", path=path) from None
     for name in ("vae.keras", "prior.keras"):
         check_keras_file(path / name)
@@ -261,7 +275,7 @@ def load_bundle(path="pretrained"):
     try:
         with np.load(path / "norm.npz") as data:
             norm = {k: data[k].astype(np.float32) for k in ("frame_mean", "frame_std", "latent_mean", "latent_std")}
-            # the prior's walk calibration (prior.walk_calibration); bundles before it have none
+            # the prior's walk calibration (prior.walk_calibration), where the bundle has one
             norm.update({k: data[k].astype(np.float32) for k in WALK_KEYS if k in data})
     except (KeyError, ValueError, OSError) as exc:
         raise BundleError(f"norm.npz is invalid ({exc})", path=path) from None
@@ -276,6 +290,8 @@ def load_bundle(path="pretrained"):
         problems.append("norm.npz shapes do not match the model")
     if any(k in norm and (norm[k].shape != (vae.z_dim,) or not np.all(np.isfinite(norm[k]))) for k in WALK_KEYS):
         problems.append(f"norm.npz's {' and '.join(WALK_KEYS)} must be {vae.z_dim} finite numbers each")
+    if arch != vae.architecture:
+        problems.append(f"the architecture in config.json {arch} is not vae.keras's {vae.architecture}")
     if problems:
         raise BundleError("config does not match the weights: " + "; ".join(problems), path=path)
     return Model(path, config, meta, vae, prior, norm, metrics)

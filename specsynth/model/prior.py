@@ -54,14 +54,15 @@ def prior_pitch_features(pitch):
     return np.stack([np.where(unpitched > 0, 0.0, p / 127.0), unpitched], axis=-1).astype(np.float32)
 
 
-def windows(sequences, pitches, length, *, starts, onset_weight=0.0, onset_frames=8.0):
+def windows(sequences, pitches, length, *, starts, onset_weight=0.0, onset_frames=1.0):
     """Training windows ``{"z": [n, length, z], "pitch": [n, 2], "mask": [n, length - 1]}`` over
     normalised latent sequences ``[t, z]``: cut with half-overlap (the last one ending with the
     sequence), a short one padded by repeating its last frame. ``mask`` weighs each target in the
     loss: 0 on padding, 1 elsewhere. With ``starts``, each sequence is preceded by the start frame
     (``START``), and the ``t``-th frame after it weighs ``1 + onset_weight * exp(-t / onset_frames)``:
     a sound's first frames are a small share of all targets, and without more weight a walk's
-    start is fitted worst, though everything after it follows from it."""
+    start is fitted worst, though everything after it follows from it. ``onset_frames`` is a
+    count of frames (the trainer's ``TrainSettings.prior_onset_seconds`` at the frame rate)."""
     z, mask, labels = [], [], []
     onset = 1.0 + onset_weight * np.exp(-np.arange(length - 1) / onset_frames)
     for seq, pitch in zip(sequences, pitches):
@@ -104,7 +105,7 @@ class LatentPrior(keras.Model):
         self.sampled_inputs, self.sampled_passes = float(sampled_inputs), int(sampled_passes)
         self.seed, self.starts = int(seed), bool(starts)
         self.net = net or build_prior_net(self.z_dim, units=self.units, mixtures=self.mixtures)
-        # only a prior trained with sampled inputs has a seed state (older bundles have none)
+        # only a prior trained with sampled inputs has a seed state
         self.seed_generator = keras.random.SeedGenerator(seed) if self.sampled_inputs > 0 else None
 
     def _predict(self, history, pitch, training):

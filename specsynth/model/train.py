@@ -1,11 +1,12 @@
 """Training: the VAE, then the LSTM prior on the VAE's latents, with atomic per-epoch checkpoints.
 
-Work in progress lives in ``OUT.partial/`` beside the bundle: ``state.json`` (stage, epochs done,
-split, normalisation) and ``vae.keras`` / ``prior.keras`` (model + optimizer state), each replaced
-atomically at the end of every epoch. ``resume=True`` continues from there; a killed run never
-touches ``OUT`` itself, which is written only when training has finished. An epoch whose loss goes
-non-finite is never saved: training goes back to the last saved epoch and tries again with
-another shuffle order (:func:`_fit_guarded`).
+:class:`Trainer` runs the stages as public steps (:meth:`~Trainer.prepare`, :meth:`~Trainer.fit_vae`,
+:meth:`~Trainer.fit_prior`, :meth:`~Trainer.calibrate`, :meth:`~Trainer.save`); :func:`train` runs
+them in order. Work in progress lives in ``OUT.partial/`` beside the bundle: ``state.json``
+(stage, epochs done, split, normalisation) and ``vae.keras`` / ``prior.keras`` (model + optimizer
+state), each replaced atomically at the end of every epoch. ``resume=True`` continues from there;
+a killed run never touches ``OUT`` itself, which is written only when training has finished. An
+epoch whose loss goes non-finite is never saved (:func:`specsynth.model.checkpoint.fit_guarded`).
 """
 from __future__ import annotations
 
@@ -14,77 +15,19 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError, OutputError, TrainingError
 from ..pitch import pitch_features
+from .checkpoint import RESTARTS, fit_guarded, write_state
+from .settings import TrainSettings
 
+__all__ = ["CALIBRATION_WALKS", "RESTARTS", "TrainSettings", "Trainer", "split_items", "train"]
 
-CALIBRATION_WALKS = 1000  # the most prior walks the walk calibration runs
-
-
-@dataclass
-class TrainSettings:
-    """Hyperparameters; the defaults train the pretrained model on 2 CPU cores."""
-
-    z_dim: int = 16
-    width: int = 256
-    kernel: int = 5
-    beta: float = 0.05
-    warmup_steps: int = 1500
-    epochs: int = 20
-    batch_size: int = 32
-    segment_frames: int = 64
-    learning_rate: float = 1e-3
-    clip_norm: float = 2000.0  # the VAE's gradients are scaled down to this global norm, if above it
-    prior_units: int = 256
-    prior_mixtures: int = 4
-    prior_epochs: int = 12
-    prior_segment_frames: int = 256  # windows from each sound's onset (after the start frame)
-    prior_anywhere_frames: int = 128  # and windows cut anywhere in it (0: onset windows only)
-    prior_onset_weight: float = 15.0  # extra loss weight on a sound's first frames (see prior.windows)
-    prior_sampled_inputs: float = 0.75
-    prior_sampled_passes: int = 4  # passes of scheduled sampling (see prior.LatentPrior)
-    prior_every: int = 1  # the prior trains on every n-th training sound's latents
-    val_fraction: float = 0.1
-    seed: int = 0
-    strategy: str | None = None
-    extra: dict = field(default_factory=dict)
-
-    def check(self):
-        if self.z_dim < 1 or self.epochs < 1 or self.prior_epochs < 0 or self.batch_size < 1:
-            raise ConfigError("z_dim, epochs and batch_size must be >= 1 and prior_epochs >= 0")
-        if self.prior_segment_frames < 1 or self.prior_anywhere_frames < 0 or self.prior_onset_weight < 0:
-            raise ConfigError("prior_segment_frames must be >= 1, prior_anywhere_frames and prior_onset_weight >= 0")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if not self.clip_norm > 0:
-            raise ConfigError(f"clip_norm must be > 0, got {self.clip_norm}")
-        if self.prior_every < 1:
-            raise ConfigError(f"prior_every must be >= 1, got {self.prior_every}")
-        if self.prior_sampled_passes < 1:
-            raise ConfigError(f"prior_sampled_passes must be >= 1, got {self.prior_sampled_passes}")
-        if not 0 <= self.prior_sampled_inputs <= 1:
-            raise ConfigError(f"prior_sampled_inputs must be in [0, 1], got {self.prior_sampled_inputs}")
-        if not 0 <= self.val_fraction < 0.5:
-            raise ConfigError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
-        if self.strategy not in (None, "mirrored"):
-            raise ConfigError(f"strategy must be 'mirrored' or omitted, got {self.strategy!r}")
-
-
-def _atomic_json(path, data):
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
-def _atomic_save(model, path):
-    tmp = path.with_name(f".{path.stem}.part.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+CALIBRATION_WALKS = 1000  # the most prior walks the walk calibration runs (the recipe's 957 take 17 s on 2 cores)
 
 
 def split_items(items, val_fraction, seed):
@@ -95,65 +38,9 @@ def split_items(items, val_fraction, seed):
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
 
 
-def _checkpoint(keras, model, model_path, state, state_path, stage, elapsed):
-    """A Keras callback: after each epoch save the model, then the state, both atomically.
-
-    The state is written second, so it never claims an epoch whose model is not on disk. A batch
-    whose loss is not finite stops training, and that epoch is not saved (``diverged`` holds it)."""
-
-    class Checkpoint(keras.callbacks.Callback):
-        diverged = None
-
-        def on_train_batch_end(self, batch, logs=None):
-            loss = (logs or {}).get("loss")
-            if loss is not None and not np.isfinite(float(loss)):
-                self.diverged = self.epoch
-                self.model.stop_training = True
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-
-        def on_epoch_end(self, epoch, logs=None):
-            if self.diverged is not None:
-                return
-            _atomic_save(model, model_path)
-            state[f"{stage}_epochs_done"] = epoch + 1
-            state["elapsed_s"] = elapsed()
-            state.setdefault("history", {}).setdefault(stage, []).append(
-                {k: float(v) for k, v in (logs or {}).items()})
-            _atomic_json(state_path, state)
-
-    return Checkpoint()
-
-
-RESTARTS = 2  # times a stage goes back to its last saved epoch after its loss went non-finite
-
-
-def _fit_guarded(keras, model, *, restore, path, stage, state, state_path, train_data, validation, epochs,
-                 elapsed, log, verbose):
-    """Fit ``model`` up to ``epochs``, saving every epoch (see :func:`_checkpoint`); returns the model.
-
-    ``train_data(attempt)`` gives the training dataset. When a batch's loss goes non-finite (a
-    loss spike that Adam turned into NaN weights), the epoch is dropped and training goes back to
-    the last saved epoch (``restore()`` gives the model as saved there) with ``train_data(attempt
-    + 1)``, another shuffle order; after :data:`RESTARTS` such restarts it is a :class:`TrainingError`."""
-    done = f"{stage}_epochs_done"
-    for attempt in range(RESTARTS + 1):
-        cb = _checkpoint(keras, model, path, state, state_path, stage, elapsed)
-        model.fit(train_data(attempt), validation_data=validation, epochs=epochs, shuffle=False,
-                  initial_epoch=state[done], callbacks=[cb, _Eta(keras, log)], verbose=verbose)
-        if cb.diverged is None:
-            return model
-        if attempt == RESTARTS:
-            break
-        log(f"{stage}: the loss went non-finite in epoch {cb.diverged + 1}; going back to epoch "
-            f"{state[done]} and trying again with another shuffle order")
-        model = restore()
-    raise TrainingError(f"the {stage}'s loss went non-finite {RESTARTS + 1} times in epoch {state[done] + 1} "
-                        "(a lower --learning-rate may help)")
-
-
-def _strategy(name):
+def distribution_strategy(name):
+    """The ``tf.distribute`` strategy for ``TrainSettings.strategy``: ``"mirrored"`` over every GPU
+    (else every logical CPU), or the default one for None."""
     import tensorflow as tf
 
     if name == "mirrored":
@@ -163,220 +50,297 @@ def _strategy(name):
     return tf.distribute.get_strategy()
 
 
-def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose=1, log=print):
-    """Train a bundle from a :class:`specsynth.data.Dataset` (or a dataset folder path) into ``out``.
+class Trainer:
+    """One training run from a :class:`specsynth.data.Dataset` (or a dataset folder path) into the
+    bundle folder ``out``; the steps run in order, each after the one before it.
 
-    Returns the loaded :class:`specsynth.model.bundle.Model`.
+    Settings and arguments the user can get wrong are checked here, before TensorFlow loads.
+    ``calibration_walks`` bounds the sounds the walk calibration walks (every n-th training sound
+    of the prior); ``restarts`` is how often a stage whose loss went non-finite goes back to its
+    last saved epoch before training stops with a :class:`~specsynth.errors.TrainingError`.
+    After a step its results are attributes: ``state`` (what ``state.json`` holds), ``vae``,
+    ``prior``, ``walk`` (the calibration's ``walk_scale`` and ``walk_shift``, empty without it).
     """
-    from ..data import Dataset, segment_rows, tf_dataset
-    from ..spectral import active_span
 
-    settings = settings or TrainSettings()
-    settings.check()
-    out = Path(out)
-    work = out.with_name(out.name + ".partial")
-    state_path = work / "state.json"
-    if out.exists() and not overwrite:
-        raise OutputError("already exists (use --overwrite to replace it)", path=out)
-    if work.exists() and not resume:
-        shutil.rmtree(work)
-    if resume and not state_path.exists():
-        raise ConfigError(f"nothing to resume: {state_path} does not exist")
-    data = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
-    config = data.config
-    # TensorFlow loads only now, so the user errors above are reported without waiting for it
-    from ._keras import keras
-    from .bundle import load_bundle, save_bundle
-    from .prior import LatentPrior, NumpyPrior, walk_calibration, windows
-    from .vae import VAE
+    def __init__(self, dataset, out, *, settings=None, resume=False, overwrite=False, verbose=1, log=print,
+                 calibration_walks=CALIBRATION_WALKS, restarts=RESTARTS):
+        from ..data import Dataset
 
-    started = time.time()
+        self.started = time.time()
+        self.settings = settings or TrainSettings()
+        self.settings.check()
+        self.out = Path(out)
+        self.work = self.out.with_name(self.out.name + ".partial")
+        self.state_path = self.work / "state.json"
+        if self.out.exists() and not overwrite:
+            raise OutputError("already exists (use --overwrite to replace it)", path=self.out)
+        if resume and not self.state_path.exists():
+            raise ConfigError(f"nothing to resume: {self.state_path} does not exist")
+        self.data = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+        self.config = self.data.config
+        self.resume, self.overwrite, self.verbose, self.log = resume, overwrite, verbose, log
+        self.calibration_walks, self.restarts = int(calibration_walks), int(restarts)
+        self.state = json.loads(self.state_path.read_text()) if resume else None
+        if resume:  # a resumed run continues with the settings it started with
+            self.settings = TrainSettings(**self.state["settings"])
+        self.frames = self.settings.frames(self.config)
+        self.vae = self.prior = None
+        self.walk = {}
 
-    if resume:
-        state = json.loads(state_path.read_text())
-        saved = TrainSettings(**{k: v for k, v in state["settings"].items()})
-        settings = saved  # a resumed run continues with the settings it started with
-        log(f"resuming: VAE epoch {state.get('vae_epochs_done', 0)}/{settings.epochs}, "
-            f"prior epoch {state.get('prior_epochs_done', 0)}/{settings.prior_epochs}")
-    else:
-        work.mkdir(parents=True)
-        train_idx, val_idx = split_items(data.items, settings.val_fraction, settings.seed)
-        train_frames = np.concatenate([data.item_frames(data.items[i]) for i in train_idx])
-        state = {
-            "settings": asdict(settings), "train_items": train_idx, "val_items": val_idx,
-            # One offset and one scale for every feature (the decoder's envelopes are smooth, so
-            # the targets should not carry a per-bin offset it cannot draw).
-            "frame_mean": np.full(config.n_features, float(train_frames.mean())).tolist(),
-            # Per-feature scales would blow up the bins that are nearly always at the floor in
-            # training (a held-out sound with energy there lands hundreds of "stds" out); a
-            # shared one keeps the loss in plain dB^2, like the metrics.
-            "frame_std": np.full(config.n_features, max(float(train_frames.std()), 1e-2)).tolist(),
-            "vae_epochs_done": 0, "prior_epochs_done": 0, "elapsed_s": 0.0,
-        }
-        _atomic_json(state_path, state)
-    elapsed_before = state.get("elapsed_s", 0.0)
+    # -- steps ----------------------------------------------------------------------------------
+    def prepare(self):
+        """Start the work folder (split and normalisation in ``state.json``) or read it back on
+        resume; seed, determinism and the distribution strategy. TensorFlow loads here."""
+        from ._keras import keras
 
-    def elapsed():
-        return elapsed_before + time.time() - started
-
-    keras.utils.set_random_seed(settings.seed)
-    try:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
-    except Exception:  # determinism is best-effort; never fatal
-        pass
-    strategy = _strategy(settings.strategy)
-    frame_mean = np.asarray(state["frame_mean"], np.float32)
-    frame_std = np.asarray(state["frame_std"], np.float32)
-
-    def vae_inputs(indices, **options):
-        """The segments of these items as a dataset: rows into one table of their frames."""
-        table = np.concatenate([data.item_frames(data.items[i]) for i in indices])
-        rows, owner = segment_rows([data.items[i]["frames"] for i in indices], settings.segment_frames)
-        labels = np.asarray([data.items[i]["pitch"] for i in indices])[owner]
-        return tf_dataset({"frames": rows, "pitch": pitch_features(labels)}, batch_size=settings.batch_size,
-                          rows=(table, frame_mean, frame_std), **options)
-
-    def vae_steps():
-        rows, _ = segment_rows([data.items[i]["frames"] for i in train_idx], settings.segment_frames)
-        return settings.epochs * -(-len(rows) // settings.batch_size)
-
-    train_idx, val_idx = state["train_items"], state["val_items"]
-
-    def restore(stage, path, build):
-        """The stage's model as of its last saved epoch, or built anew before the first."""
-        if state[f"{stage}_epochs_done"] == 0:
-            return build()
-        with strategy.scope():
-            return keras.saving.load_model(path, safe_mode=True)
-
-    def fit(model, stage, path, build, train_data, validation, epochs):
+        settings, data = self.settings, self.data
+        if self.resume:
+            self.log(f"resuming: VAE epoch {self.state.get('vae_epochs_done', 0)}/{settings.epochs}, "
+                     f"prior epoch {self.state.get('prior_epochs_done', 0)}/{settings.prior_epochs}")
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
+            self.work.mkdir(parents=True)
+            train_idx, val_idx = split_items(data.items, settings.val_fraction, settings.seed)
+            train_frames = np.concatenate([data.item_frames(data.items[i]) for i in train_idx])
+            n = self.config.n_features
+            self.state = {
+                "settings": asdict(settings), "train_items": train_idx, "val_items": val_idx,
+                # One offset and one scale for every feature (the decoder's envelopes are smooth,
+                # so the targets should not carry a per-bin offset it cannot draw).
+                "frame_mean": np.full(n, float(train_frames.mean())).tolist(),
+                # Per-feature scales would blow up the bins that are nearly always at the floor in
+                # training (a held-out sound with energy there lands hundreds of "stds" out); a
+                # shared one keeps the loss in plain dB^2, like the metrics.
+                "frame_std": np.full(n, max(float(train_frames.std()), 1e-2)).tolist(),
+                "vae_epochs_done": 0, "prior_epochs_done": 0, "elapsed_s": 0.0,
+            }
+            write_state(self.state_path, self.state)
+        self.elapsed_before = self.state.get("elapsed_s", 0.0)
+        keras.utils.set_random_seed(settings.seed)
         try:
-            return _fit_guarded(keras, model, restore=lambda: restore(stage, path, build), path=path, stage=stage,
-                                state=state, state_path=state_path, train_data=train_data, validation=validation,
-                                epochs=epochs, elapsed=elapsed, log=log, verbose=verbose)
-        except TrainingError as error:
-            if state["vae_epochs_done"]:
-                raise TrainingError(f"{error}; {work} keeps the last complete epoch for --resume", path=out) from None
-            shutil.rmtree(work, ignore_errors=True)  # nothing was saved that a resumed run could start from
-            raise TrainingError(str(error), path=out) from None
+            import tensorflow as tf
 
-    # ---- stage 1: VAE ----------------------------------------------------------------------
-    vae_path = work / "vae.keras"
+            tf.config.experimental.enable_op_determinism()
+        except Exception:  # determinism is best-effort; never fatal
+            pass
+        self.strategy = distribution_strategy(settings.strategy)
+        if settings.strategy:
+            self.log(f"strategy {settings.strategy}: {self.strategy.num_replicas_in_sync} replicas")
+        self.frame_mean = np.asarray(self.state["frame_mean"], np.float32)
+        self.frame_std = np.asarray(self.state["frame_std"], np.float32)
+        self.train_idx, self.val_idx = self.state["train_items"], self.state["val_items"]
+        return self
 
-    def build_vae():
-        with strategy.scope():
-            # the output layer works in dB: it is given the frames' (global) normalisation
-            vae = VAE(config.to_dict(), z_dim=settings.z_dim, width=settings.width, kernel=settings.kernel,
-                      beta=settings.beta, warmup_steps=settings.warmup_steps, seed=settings.seed,
-                      db_offset=float(frame_mean[0]), db_scale=float(frame_std[0]))
-            # Gradients of the pretrained recipe have a global norm of about 400-600 (p90 about 1000,
-            # the largest of 600 early steps 1800); only a spike beyond that is scaled down, before
-            # Adam turns it into a jump of the weights the run may not come back from.
-            # The rate falls to 5% over the run (cosine), as the prior's: a constant one left the
-            # last epochs' weights wherever Adam's noise put them.
-            rate = keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(vae_steps(), 1), alpha=0.05)
-            vae.compile(optimizer=keras.optimizers.Adam(rate, global_clipnorm=settings.clip_norm))
-        return vae
+    def fit_vae(self):
+        """Train the VAE up to ``settings.epochs`` (from its last saved epoch); returns it."""
+        from ._keras import keras
+        from .vae import VAE
 
-    vae = restore("vae", vae_path, build_vae)
-    if state["vae_epochs_done"] < settings.epochs:
-        log(f"VAE: {len(train_idx)} training items ({vae_steps() // settings.epochs} batches of "
-            f"{settings.batch_size} segments of {settings.segment_frames} frames), {len(val_idx)} held out")
-        vae = fit(vae, "vae", vae_path, build_vae, lambda attempt: vae_inputs(train_idx, seed=settings.seed + attempt),
-                  vae_inputs(val_idx, shuffle=False) if val_idx else None, settings.epochs)
+        settings, path = self.settings, self.work / "vae.keras"
 
-    # ---- stage 2: prior on encoder means ---------------------------------------------------
-    def encode_item(i):
-        item = data.items[i]
-        x = ((data.item_frames(item) - frame_mean) / frame_std)[None]
+        def build():
+            with self.strategy.scope():
+                # the output layer works in dB: it is given the frames' (global) normalisation
+                vae = VAE(self.config.to_dict(), z_dim=settings.z_dim, width=settings.width, kernel=settings.kernel,
+                          beta=settings.beta, warmup_steps=settings.warmup_steps, seed=settings.seed,
+                          db_offset=float(self.frame_mean[0]), db_scale=float(self.frame_std[0]),
+                          env_bands=settings.env_bands, harmonics=settings.harmonics, warp=settings.warp,
+                          input_warp=settings.input_warp)
+                # Gradients of the pretrained recipe have a global norm of about 400-600 (p90 about
+                # 1000, the largest of 600 early steps 1800); only a spike beyond that is scaled
+                # down, before Adam turns it into a jump of the weights the run may not come back
+                # from. The rate falls to 5% over the run (cosine), as the prior's: a constant one
+                # leaves the last epochs' weights wherever Adam's noise puts them.
+                rate = keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(self._vae_steps(), 1),
+                                                              alpha=0.05)
+                vae.compile(optimizer=keras.optimizers.Adam(rate, global_clipnorm=settings.clip_norm))
+            return vae
+
+        self.vae = self._restore("vae", path, build)
+        if self.state["vae_epochs_done"] < settings.epochs:
+            self.log(f"VAE: {len(self.train_idx)} training items ({self._vae_steps() // settings.epochs} batches "
+                     f"of {settings.batch_size} segments of {self.frames['segment']} frames), "
+                     f"{len(self.val_idx)} held out")
+            self.vae = self._fit(self.vae, "vae", path, build,
+                                 lambda attempt: self._vae_inputs(self.train_idx, seed=settings.seed + attempt),
+                                 self._vae_inputs(self.val_idx, shuffle=False) if self.val_idx else None,
+                                 settings.epochs)
+        return self.vae
+
+    def fit_prior(self):
+        """Train the prior on the VAE's latents up to ``settings.prior_epochs``; returns it."""
+        from ._keras import keras
+        from .dataset import tf_dataset
+        from .prior import LatentPrior
+        from ..spectral import active_span
+
+        settings, data = self.settings, self.data
+        # A subset of the sounds, seen more often, fits their paths more tightly (see the recipe).
+        self.prior_idx = self.train_idx[:: settings.prior_every]
+        # The prior learns how *sounding* latents move: release tails and silence would teach it
+        # that everything fades out, and a texture loop grown from it would too.
+        self.latents = {i: self._encode(i)[active_span(data.item_frames(data.items[i]))]
+                        for i in self.prior_idx + self.val_idx}
+        train_lat = np.concatenate([self.latents[i] for i in self.prior_idx])
+        self.latent_mean, self.latent_std = train_lat.mean(axis=0), np.maximum(train_lat.std(axis=0), 1e-3)
+        p_train = self._prior_inputs(self.prior_idx)
+        self.p_val = (tf_dataset(self._prior_inputs(self.val_idx), batch_size=settings.batch_size, shuffle=False)
+                      if self.val_idx else None)
+        path = self.work / "prior.keras"
+
+        def build():
+            with self.strategy.scope():
+                prior = LatentPrior(settings.z_dim, units=settings.prior_units, mixtures=settings.prior_mixtures,
+                                    sampled_inputs=settings.prior_sampled_inputs,
+                                    sampled_passes=settings.prior_sampled_passes, seed=settings.seed, starts=True)
+                # The learning rate falls to 5% over the run (cosine): walks depend on where the
+                # last steps leave the weights, and a constant rate leaves them anywhere in Adam's noise.
+                steps = settings.prior_epochs * sum(-(-len(part["z"]) // settings.batch_size) for part in p_train)
+                rate = keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(steps, 1), alpha=0.05)
+                prior.compile(optimizer=keras.optimizers.Adam(rate))
+            return prior
+
+        self.prior = self._restore("prior", path, build)
+        if self.state["prior_epochs_done"] < settings.prior_epochs:
+            self.log(f"prior: {len(p_train[0]['z'])} onset windows of up to {self.frames['prior_segment']} frames"
+                     + (f", {len(p_train[1]['z'])} of {self.frames['prior_anywhere']}" if len(p_train) > 1 else ""))
+            self.prior = self._fit(self.prior, "prior", path, build, lambda attempt: tf_dataset(
+                p_train, batch_size=settings.batch_size, seed=settings.seed + attempt), self.p_val,
+                settings.prior_epochs)
+        elif self.state["prior_epochs_done"] == 0:  # prior_epochs == 0: build it untrained so the bundle is whole
+            self.prior({"z": p_train[0]["z"][:1], "pitch": p_train[0]["pitch"][:1]})
+        return self.prior
+
+    def calibrate(self):
+        """What the trained walks still miss of their training sequences' moments
+        (:func:`specsynth.model.prior.walk_calibration`), from at most ``calibration_walks`` of them;
+        nothing for an untrained prior. Returns ``{"walk_scale", "walk_shift"}`` or ``{}``."""
+        from .prior import NumpyPrior, walk_calibration
+
+        self.walk = {}
+        if self.settings.prior_epochs:
+            t = time.time()
+            every = -(-len(self.prior_idx) // self.calibration_walks)
+            walked = self.prior_idx[::every]
+            scale, shift = walk_calibration(NumpyPrior(self.prior), *self._sequences(walked), seed=self.settings.seed)
+            self.walk = {"walk_scale": scale, "walk_shift": shift}
+            self.log(f"walk calibration over {len(walked)} sounds ({time.time() - t:.0f} s): scale "
+                     f"{scale.min():.2f}..{scale.max():.2f}, shift within {np.abs(shift).max():.2f} std")
+        return self.walk
+
+    def save(self):
+        """Measure the held-out sounds, write the bundle and remove the work folder; returns the
+        loaded :class:`specsynth.model.bundle.Model`."""
+        from .bundle import load_bundle, save_bundle
+
+        settings, data, train_idx, val_idx = self.settings, self.data, self.train_idx, self.val_idx
+        metrics = {}
+        if val_idx:
+            metrics["val_vae"] = {k: float(x) for k, x in self.vae.evaluate(
+                self._vae_inputs(val_idx, shuffle=False), verbose=0, return_dict=True).items()}
+            if self.p_val is not None and settings.prior_epochs:
+                metrics["val_prior_nll"] = float(self.prior.evaluate(self.p_val, verbose=0))
+        elapsed_s = self._elapsed()
+        hyper = {k: v for k, v in asdict(settings).items() if k not in ("strategy", "extra")}
+        labels, counts = np.unique([data.items[i]["pitch"] for i in train_idx], return_counts=True)
+        training = {
+            "items": len(data.items), "train_items": len(train_idx), "val_items": len(val_idx),
+            "pitch_counts": {str(k): int(n) for k, n in zip(labels, counts)},  # training sounds per label
+            "val_names": [data.items[i]["name"] for i in val_idx][:5000],
+            "data_summary": data.summary, "seconds": round(elapsed_s, 1), "seed": settings.seed,
+            "machine": _machine(), "history": self.state.get("history", {}),
+        }
+        norm = {"frame_mean": self.frame_mean, "frame_std": self.frame_std,
+                "latent_mean": self.latent_mean.astype(np.float32), "latent_std": self.latent_std.astype(np.float32),
+                **self.walk}
+        save_bundle(self.out, config=self.config, hyper=hyper, training=training, vae=self.vae, prior=self.prior,
+                    norm=norm, metrics=metrics, overwrite=self.overwrite)
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.log(f"wrote {self.out} ({elapsed_s / 60:.1f} min)")
+        return load_bundle(self.out)
+
+    # -- pieces of the steps --------------------------------------------------------------------
+    def _elapsed(self):
+        return self.elapsed_before + time.time() - self.started
+
+    def _segments(self, indices):
+        from .dataset import segment_rows
+
+        return segment_rows([self.data.items[i]["frames"] for i in indices], self.frames["segment"])
+
+    def _vae_inputs(self, indices, **options):
+        """The segments of these items as a dataset: rows into one table of their frames."""
+        from .dataset import tf_dataset
+
+        data = self.data
+        table = np.concatenate([data.item_frames(data.items[i]) for i in indices])
+        rows, owner = self._segments(indices)
+        labels = np.asarray([data.items[i]["pitch"] for i in indices])[owner]
+        return tf_dataset({"frames": rows, "pitch": pitch_features(labels)}, batch_size=self.settings.batch_size,
+                          rows=(table, self.frame_mean, self.frame_std), **options)
+
+    def _vae_steps(self):
+        rows, _ = self._segments(self.train_idx)
+        return self.settings.epochs * -(-len(rows) // self.settings.batch_size)
+
+    def _encode(self, i):
+        item = self.data.items[i]
+        x = ((self.data.item_frames(item) - self.frame_mean) / self.frame_std)[None]
         pf = pitch_features(item["pitch"])[None]
-        return np.asarray(vae.encoder([x, pf], training=False)[0])[0]
+        return np.asarray(self.vae.encoder([x, pf], training=False)[0])[0]
 
-    # A subset of the sounds, seen more often, fits their paths more tightly (see the recipe).
-    prior_idx = train_idx[:: settings.prior_every]
-    # The prior learns how *sounding* latents move: release tails and silence would teach it that
-    # everything fades out, and a texture loop grown from it would too.
-    latents = {i: encode_item(i)[active_span(data.item_frames(data.items[i]))] for i in prior_idx + val_idx}
-    train_lat = np.concatenate([latents[i] for i in prior_idx])
-    latent_mean, latent_std = train_lat.mean(axis=0), np.maximum(train_lat.std(axis=0), 1e-3)
-
-    def sequences(indices):
+    def _sequences(self, indices):
         """The sounds' normalised latent sequences and their pitch labels."""
-        return [(latents[i] - latent_mean) / latent_std for i in indices], [data.items[i]["pitch"] for i in indices]
+        return ([(self.latents[i] - self.latent_mean) / self.latent_std for i in indices],
+                [self.data.items[i]["pitch"] for i in indices])
 
-    def prior_inputs(indices):
-        # Each sound from its onset, after the start frame an unprimed walk also begins from, so
-        # walks begin as sounds do; and windows cut anywhere (no start frame), so the prior also
-        # learns to go on from any history, as a texture loop grown past a sound's length must.
-        seqs, pitches = sequences(indices)
-        parts = [windows(seqs, pitches, settings.prior_segment_frames + 1, starts=True,
-                         onset_weight=settings.prior_onset_weight)]
-        if settings.prior_anywhere_frames:
-            parts.append(windows(seqs, pitches, settings.prior_anywhere_frames + 1, starts=False))
+    def _prior_inputs(self, indices):
+        """Each sound from its onset, after the start frame an unprimed walk also begins from, so
+        walks begin as sounds do; and windows cut anywhere (no start frame), so the prior also
+        learns to go on from any history, as a texture loop grown past a sound's length must."""
+        from .prior import windows
+
+        seqs, pitches = self._sequences(indices)
+        frames = self.frames
+        parts = [windows(seqs, pitches, frames["prior_segment"] + 1, starts=True,
+                         onset_weight=self.settings.prior_onset_weight, onset_frames=frames["prior_onset"])]
+        if frames["prior_anywhere"]:
+            parts.append(windows(seqs, pitches, frames["prior_anywhere"] + 1, starts=False))
         return parts
 
-    p_train = prior_inputs(prior_idx)
-    p_val = tf_dataset(prior_inputs(val_idx), batch_size=settings.batch_size, shuffle=False) if val_idx else None
-    prior_path = work / "prior.keras"
+    def _restore(self, stage, path, build):
+        """The stage's model as of its last saved epoch, or built anew before the first."""
+        from ._keras import keras
 
-    def build_prior():
-        with strategy.scope():
-            prior = LatentPrior(settings.z_dim, units=settings.prior_units, mixtures=settings.prior_mixtures,
-                                sampled_inputs=settings.prior_sampled_inputs,
-                                sampled_passes=settings.prior_sampled_passes, seed=settings.seed, starts=True)
-            # The learning rate falls to 5% over the run (cosine): walks depend on where the last
-            # steps leave the weights, and a constant rate leaves them anywhere in Adam's noise.
-            steps = settings.prior_epochs * sum(-(-len(part["z"]) // settings.batch_size) for part in p_train)
-            rate = keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(steps, 1), alpha=0.05)
-            prior.compile(optimizer=keras.optimizers.Adam(rate))
-        return prior
+        if self.state[f"{stage}_epochs_done"] == 0:
+            return build()
+        with self.strategy.scope():
+            return keras.saving.load_model(path, safe_mode=True)
 
-    prior = restore("prior", prior_path, build_prior)
-    if state["prior_epochs_done"] < settings.prior_epochs:
-        log(f"prior: {len(p_train[0]['z'])} onset windows of up to {settings.prior_segment_frames} frames"
-            + (f", {len(p_train[1]['z'])} of {settings.prior_anywhere_frames}" if len(p_train) > 1 else ""))
-        prior = fit(prior, "prior", prior_path, build_prior,
-                    lambda attempt: tf_dataset(p_train, batch_size=settings.batch_size, seed=settings.seed + attempt),
-                    p_val, settings.prior_epochs)
-    elif state["prior_epochs_done"] == 0:  # prior_epochs == 0: build it untrained so the bundle is whole
-        prior({"z": p_train[0]["z"][:1], "pitch": p_train[0]["pitch"][:1]})
-    walk = {}
-    if settings.prior_epochs:
-        # what the trained walks still miss of their training sequences' moments (prior.walk_calibration),
-        # from at most CALIBRATION_WALKS of them (the recipe's 957 take 17 s on 2 cores)
-        t = time.time()
-        every = -(-len(prior_idx) // CALIBRATION_WALKS)
-        scale, shift = walk_calibration(NumpyPrior(prior), *sequences(prior_idx[::every]), seed=settings.seed)
-        walk = {"walk_scale": scale, "walk_shift": shift}
-        log(f"walk calibration ({time.time() - t:.0f} s): scale {scale.min():.2f}..{scale.max():.2f}, "
-            f"shift within {np.abs(shift).max():.2f} std")
+    def _fit(self, model, stage, path, build, train_data, validation, epochs):
+        try:
+            return fit_guarded(model, restore=lambda: self._restore(stage, path, build), path=path, stage=stage,
+                               state=self.state, state_path=self.state_path, train_data=train_data,
+                               validation=validation, epochs=epochs, elapsed=self._elapsed, log=self.log,
+                               verbose=self.verbose, restarts=self.restarts)
+        except TrainingError as error:
+            if self.state["vae_epochs_done"]:
+                raise TrainingError(f"{error}; {self.work} keeps the last complete epoch for --resume",
+                                    path=self.out) from None
+            shutil.rmtree(self.work, ignore_errors=True)  # nothing was saved that a resumed run could start from
+            raise TrainingError(str(error), path=self.out) from None
 
-    # ---- held-out metrics and the bundle ---------------------------------------------------
-    metrics = {}
-    if val_idx:
-        metrics["val_vae"] = {k: float(x) for k, x in vae.evaluate(vae_inputs(val_idx, shuffle=False), verbose=0,
-                                                                    return_dict=True).items()}
-        if p_val is not None and settings.prior_epochs:
-            metrics["val_prior_nll"] = float(prior.evaluate(p_val, verbose=0))
-    elapsed_s = elapsed()
-    hyper = {k: v for k, v in asdict(settings).items() if k not in ("strategy", "extra")}
-    labels, counts = np.unique([data.items[i]["pitch"] for i in train_idx], return_counts=True)
-    training = {
-        "items": len(data.items), "train_items": len(train_idx), "val_items": len(val_idx),
-        "pitch_counts": {str(k): int(n) for k, n in zip(labels, counts)},  # training sounds per label
-        "val_names": [data.items[i]["name"] for i in val_idx][:5000],
-        "data_summary": data.summary, "seconds": round(elapsed_s, 1), "seed": settings.seed,
-        "machine": _machine(), "history": state.get("history", {}),
-    }
-    norm = {"frame_mean": frame_mean, "frame_std": frame_std, "latent_mean": latent_mean.astype(np.float32),
-            "latent_std": latent_std.astype(np.float32), **walk}
-    save_bundle(out, config=config, hyper=hyper, training=training, vae=vae, prior=prior, norm=norm,
-                metrics=metrics, overwrite=overwrite)
-    shutil.rmtree(work, ignore_errors=True)
-    log(f"wrote {out} ({elapsed_s / 60:.1f} min)")
-    return load_bundle(out)
+
+def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose=1, log=print):
+    """Train a bundle from a :class:`specsynth.data.Dataset` (or a dataset folder path) into ``out``:
+    the :class:`Trainer`'s steps in order. Returns the loaded :class:`specsynth.model.bundle.Model`.
+    """
+    trainer = Trainer(dataset, out, settings=settings, resume=resume, overwrite=overwrite, verbose=verbose, log=log)
+    trainer.prepare()
+    trainer.fit_vae()
+    trainer.fit_prior()
+    trainer.calibrate()
+    return trainer.save()
 
 
 def _machine():
@@ -391,20 +355,3 @@ def _machine():
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
-
-
-def _Eta(keras, log):
-    class Eta(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.t0 = time.time()
-            self.first = None
-
-        def on_epoch_end(self, epoch, logs=None):
-            if self.first is None:
-                self.first = epoch
-            done = epoch - self.first + 1
-            left = self.params["epochs"] - epoch - 1
-            eta = (time.time() - self.t0) / done * left
-            log(f"  epoch {epoch + 1}/{self.params['epochs']} done, ETA {eta / 60:.1f} min for this stage")
-
-    return Eta()

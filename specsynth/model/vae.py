@@ -16,11 +16,12 @@ from ._keras import keras
 from keras import layers, ops
 
 from ..pitch import PITCH_FEATURES
+from .settings import ARCHITECTURE
 
 PACKAGE = "specsynth"
 # The encoder's log-variances are bounded above softly, near the identity below it: a posterior
 # wider than the N(0, 1) prior is never of use, and unbounded, exp(logvar) can run away after a
-# loss spike (a run without the bound reached a KL of 9e5 nats per frame and did not recover).
+# loss spike, with a KL the run does not recover from.
 LOGVAR_MAX = 2.0
 
 
@@ -90,13 +91,14 @@ class PartialsOutput(layers.Layer):
     f0, timbre lives in amplitudes per partial, so a timbre renders at any pitch.
 
     The envelopes' triangles lie on ``log(1 + bin / warp)``. With ``warp`` 64 (1 kHz) the lowest are
-    1.8 bins apart and the highest 16 (warp 8, the first bundles': 0.4 and 27). Triangles narrower
-    than a bin let the envelope tilt across a low partial's main lobe, which moves its peak: a
-    tilt of under 2 dB per bin shifts a 37 Hz sub-octave by a semitone. The lowest partials have
-    amplitudes of their own, so the envelope needs no finer detail there.
+    1.8 bins apart and the highest 16. Triangles narrower than a bin let the envelope tilt across a
+    low partial's main lobe, which moves its peak: a tilt of under 2 dB per bin shifts a 37 Hz
+    sub-octave by a semitone. The lowest partials have amplitudes of their own, so the envelope
+    needs no finer detail there.
     """
 
-    def __init__(self, spectral, db_offset=-60.0, db_scale=20.0, env_bands=80, harmonics=64, warp=64.0, **kwargs):
+    def __init__(self, spectral, db_offset=-60.0, db_scale=20.0, env_bands=ARCHITECTURE["env_bands"],
+                 harmonics=ARCHITECTURE["harmonics"], warp=ARCHITECTURE["warp"], **kwargs):
         super().__init__(**kwargs)
         self.spectral, self.db_offset, self.db_scale = dict(spectral), float(db_offset), float(db_scale)
         self.env_bands, self.harmonics, self.warp = int(env_bands), int(harmonics), float(warp)
@@ -178,7 +180,8 @@ class HarmonicInput(layers.Layer):
 
     REACH = 2  # features either side of a partial's position that may hold its peak
 
-    def __init__(self, spectral, db_offset=-60.0, db_scale=20.0, env_bands=80, harmonics=64, warp=8.0, **kwargs):
+    def __init__(self, spectral, db_offset=-60.0, db_scale=20.0, env_bands=ARCHITECTURE["env_bands"],
+                 harmonics=ARCHITECTURE["harmonics"], warp=ARCHITECTURE["input_warp"], **kwargs):
         super().__init__(**kwargs)
         self.spectral, self.db_offset, self.db_scale = dict(spectral), float(db_offset), float(db_scale)
         self.env_bands, self.harmonics, self.warp = int(env_bands), int(harmonics), float(warp)
@@ -231,13 +234,16 @@ class HarmonicInput(layers.Layer):
                 "warp": self.warp}
 
 
-def build_encoder(spectral, *, z_dim=16, width=256, kernel=5, db_offset=-60.0, db_scale=20.0):
+def build_encoder(spectral, *, z_dim=16, width=256, kernel=5, db_offset=-60.0, db_scale=20.0,
+                  env_bands=ARCHITECTURE["env_bands"], harmonics=ARCHITECTURE["harmonics"],
+                  input_warp=ARCHITECTURE["input_warp"]):
     from ..spectral import SpectralConfig
 
     frames = keras.Input((None, SpectralConfig.from_dict(spectral).n_features), name="frames")
     pitch = keras.Input((PITCH_FEATURES,), name="pitch")
     p = layers.Dense(64, activation="gelu", name="pitch_embed")(pitch)
-    view = HarmonicInput(spectral, db_offset=db_offset, db_scale=db_scale, name="harmonic_view")([frames, pitch])
+    view = HarmonicInput(spectral, db_offset=db_offset, db_scale=db_scale, env_bands=env_bands, harmonics=harmonics,
+                         warp=input_warp, name="harmonic_view")([frames, pitch])
     h = layers.Conv1D(width, kernel, padding="same", activation="gelu", name="conv1")(view)
     h = layers.Concatenate(name="with_pitch")([h, BroadcastTime(name="pitch_time")([h, p])])
     h = layers.Conv1D(width, kernel, padding="same", activation="gelu", name="conv2")(h)
@@ -246,7 +252,9 @@ def build_encoder(spectral, *, z_dim=16, width=256, kernel=5, db_offset=-60.0, d
     return keras.Model([frames, pitch], [mean, logvar], name="encoder")
 
 
-def build_decoder(spectral, *, z_dim=16, width=256, kernel=5, db_offset=-60.0, db_scale=20.0):
+def build_decoder(spectral, *, z_dim=16, width=256, kernel=5, db_offset=-60.0, db_scale=20.0,
+                  env_bands=ARCHITECTURE["env_bands"], harmonics=ARCHITECTURE["harmonics"],
+                  warp=ARCHITECTURE["warp"]):
     z = keras.Input((None, z_dim), name="z")
     pitch = keras.Input((PITCH_FEATURES,), name="pitch")
     pitch_seq = BroadcastTime(name="pitch_time")([z, pitch])
@@ -254,7 +262,8 @@ def build_decoder(spectral, *, z_dim=16, width=256, kernel=5, db_offset=-60.0, d
     h = layers.Concatenate(name="with_pitch")([z, BroadcastTime(name="pitch_embed_time")([z, p])])
     h = layers.Conv1D(width, kernel, padding="same", activation="gelu", name="conv1")(h)
     h = layers.Conv1D(2 * width, kernel, padding="same", activation="gelu", name="conv2")(h)
-    out = PartialsOutput(spectral, db_offset=db_offset, db_scale=db_scale, name="frames")([h, pitch_seq])
+    out = PartialsOutput(spectral, db_offset=db_offset, db_scale=db_scale, env_bands=env_bands, harmonics=harmonics,
+                         warp=warp, name="frames")([h, pitch_seq])
     return keras.Model([z, pitch], out, name="decoder")
 
 
@@ -268,10 +277,15 @@ class VAE(keras.Model):
     ``0.5 * sum_f (x - x_hat)^2 + beta_t * KL(q(z|x) || N(0, I))`` with ``beta_t`` rising linearly
     from 0 to ``beta`` over ``warmup_steps`` optimizer steps (KL warm-up). The encoder's
     log-variances are bounded above by :data:`LOGVAR_MAX` (softly) before the loss and the draw.
+    ``env_bands``, ``harmonics``, ``warp`` and ``input_warp`` shape the decoder's output
+    (:class:`PartialsOutput`) and the encoder's view (:class:`HarmonicInput`, whose warp is
+    ``input_warp``); :data:`specsynth.model.settings.ARCHITECTURE` has their defaults.
     """
 
     def __init__(self, spectral, z_dim=16, width=256, kernel=5, beta=1.0, warmup_steps=2000, seed=0,
-                 db_offset=-60.0, db_scale=20.0, encoder=None, decoder=None, **kwargs):
+                 db_offset=-60.0, db_scale=20.0, encoder=None, decoder=None, env_bands=ARCHITECTURE["env_bands"],
+                 harmonics=ARCHITECTURE["harmonics"], warp=ARCHITECTURE["warp"],
+                 input_warp=ARCHITECTURE["input_warp"], **kwargs):
         super().__init__(**kwargs)
         from ..spectral import SpectralConfig
 
@@ -279,14 +293,21 @@ class VAE(keras.Model):
         self.features = SpectralConfig.from_dict(self.spectral).n_features
         self.z_dim, self.width, self.kernel = z_dim, width, kernel
         self.beta, self.warmup_steps, self.seed = float(beta), int(warmup_steps), int(seed)
-        self.encoder = encoder or build_encoder(self.spectral, z_dim=z_dim, width=width, kernel=kernel,
-                                                db_offset=db_offset, db_scale=db_scale)
-        self.decoder = decoder or build_decoder(self.spectral, z_dim=z_dim, width=width, kernel=kernel,
-                                                db_offset=db_offset, db_scale=db_scale)
+        sizes = dict(z_dim=z_dim, width=width, kernel=kernel, db_offset=db_offset, db_scale=db_scale,
+                     env_bands=env_bands, harmonics=harmonics)
+        self.encoder = encoder or build_encoder(self.spectral, input_warp=input_warp, **sizes)
+        self.decoder = decoder or build_decoder(self.spectral, warp=warp, **sizes)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self._total_tracker = keras.metrics.Mean(name="loss")
         self._recon_tracker = keras.metrics.Mean(name="recon")
         self._kl_tracker = keras.metrics.Mean(name="kl")
+
+    @property
+    def architecture(self):
+        """``{"env_bands", "harmonics", "warp", "input_warp"}`` as the decoder's output layer and the
+        encoder's view hold them."""
+        out, view = self.decoder.get_layer("frames"), self.encoder.get_layer("harmonic_view")
+        return {"env_bands": out.env_bands, "harmonics": out.harmonics, "warp": out.warp, "input_warp": view.warp}
 
     def call(self, inputs, training=False):
         mean, logvar = self.encoder([inputs["frames"], inputs["pitch"]], training=training)
@@ -333,7 +354,7 @@ class VAE(keras.Model):
             **super().get_config(),
             "spectral": self.spectral, "z_dim": self.z_dim, "width": self.width, "kernel": self.kernel,
             "beta": self.beta, "warmup_steps": self.warmup_steps, "seed": self.seed,
-            "db_offset": self.db_offset, "db_scale": self.db_scale,
+            "db_offset": self.db_offset, "db_scale": self.db_scale, **self.architecture,
             "encoder": keras.saving.serialize_keras_object(self.encoder),
             "decoder": keras.saving.serialize_keras_object(self.decoder),
         }
