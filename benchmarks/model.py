@@ -19,8 +19,7 @@ On the held-out soundfont notes of specsynth.model.recipe (programs and pitches 
   pitch, as long as that note's sounding part) against the encoded latents of the sounding part
   (what the prior is trained on) of held-out notes of the training programs: the bundle's
   validation notes and every training program at every held-out pitch (1,256 notes for the
-  recipe's bundle; the previous bundle's 107 validation notes alone differed from its training
-  notes by up to 33% in one dimension's variance, so they could not resolve 20%): per-dimension
+  recipe's bundle; the validation notes alone are too few to resolve 20%): per-dimension
   mean (difference in units of the encoded std) and variance (ratio), target within 20%. For
   scale: the training notes' own latents against the same reference (what a prior that
   reproduced its training data would score), and the prior against the 16 held-out notes

@@ -9,7 +9,7 @@
 * loops: spectral flux across the wrap point vs the median flux inside, for every loop
   (seeded by several notes, and unseeded, at two temperatures). Target: seam <= median, and every
   loop sounds (RMS above -60 dBFS; a seeded one less than 12 dB below its seed's held part: a
-  loop grows from the seed's body, and one primed with its release tail went on fading) and
+  loop grows from the seed's body, not its release tail) and
   moves (median flux at least 0.05: a frozen loop, every frame alike, has seam and median 0).
   The flux where the latent tail was blended into the head (inside the loop, since the file
   starts at its steadiest frame) is shown too, with its rank among all the loop's fluxes.

@@ -314,8 +314,8 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
         if src.samples is not None:
             # prime with the sound's body: from its onset (silence before it would start the
             # texture from nothing) to its last frame within BODY_DB of its loudest. The prior
-            # learnt how notes go on, release included: primed with a release tail, it went on
-            # fading, and loops of held notes came out up to 28 dB below their seed.
+            # learnt how notes go on, release included: a prime that ends in a release tail
+            # makes the loop go on fading.
             frames = src.frames if src.frames is not None else spectral.analyze(src.samples, model.config)
             prime = prime[spectral.active_span(frames).start : spectral.active_span(frames, top_db=BODY_DB).stop]
     z = model.sample_prior(n_frames + n_blend, pitch=label, temperature=temperature, seed=seed, prime=prime)

@@ -117,8 +117,8 @@ def test_partials_output_with_nan_input_gives_nan_frames_instead_of_an_indexing_
 
 
 def test_vae_bounds_the_encoders_log_variance_so_a_runaway_one_gives_a_finite_loss(keras):
-    # Unbounded, exp(logvar) can run away after a loss spike (a run without the bound reached a KL
-    # of 9e5 nats per frame); bounded above (softly), a runaway encoder gives a finite, modest loss
+    # Unbounded, exp(logvar) can run away after a loss spike; bounded above (softly), a runaway
+    # encoder gives a finite, modest loss
     from specsynth.model.vae import LOGVAR_MAX, VAE
     from specsynth.pitch import pitch_features
 
@@ -313,7 +313,7 @@ def test_prior_trained_with_sampled_inputs_sees_its_own_samples(keras):
             np.testing.assert_allclose(trained, taught, atol=1e-6)
         else:
             assert np.all(np.abs(trained[:, 1:] - taught[:, 1:]).max(axis=-1) > 1e-4)
-    # the rate travels with the saved model; a prior saved before it existed reads as 0
+    # the rate travels with the saved model; a config without it reads as 0
     again = LatentPrior.from_config(prior.get_config())
     assert again.sampled_inputs == 1.0 and again.seed_generator is not None
     old = {k: v for k, v in LatentPrior(3, units=8).get_config().items()

@@ -89,7 +89,7 @@ def test_loop_has_the_exact_length_and_wraps_in_latent_space(model, seconds):
     r = ops.loop(model, seed, seconds=seconds, temperature=0.8, seed=3)
     assert r.samples.shape == (int(round(seconds * SR)),)
     assert np.all(np.isfinite(r.samples))
-    # the tail was blended into the head: the step across the blend point (now start_frame frames
+    # the tail was blended into the head: the step across the blend point (start_frame frames
     # before the file's end) is an ordinary step of the walk
     start = r.params["start_frame"]
     z = np.roll(r.latents, start, axis=0)
@@ -114,7 +114,7 @@ def test_loop_file_starts_where_the_sound_is_steadiest(config):
     x = np.where(np.arange(n) < n // 2, np.sin(2 * np.pi * 440 * t), 0.3 * busy).astype(np.float32)
     start, blend = metrics.loop_start(x, config)
     assert 4 <= start <= 121  # the frames around the new start lie in the steady half (samples 0..n/2)
-    assert blend == pytest.approx(metrics.loop_seam_flux(x, config)[0])  # the flux at the old wrap
+    assert blend == pytest.approx(metrics.loop_seam_flux(x, config)[0])  # the flux at the latent sequence's wrap
     seam, inside = metrics.loop_seam_flux(np.roll(x, -start * hop), config)
     assert seam < 0.2 * inside
 

@@ -148,7 +148,7 @@ def test_seam_metric_tells_a_seamless_loop_from_a_cut_one(config):
 #   lws         SC -34.3   seam -29.7 (median -35.8)
 #   lws+fgla    SC -32.6   seam -32.4 (median -32.6)
 # (LWS and the phase-vocoder start are not circular by themselves: phase._close_loop bends their
-# phase so the end leads into the start; before it, the lws+fgla seam was -10.8 dB.)
+# phase so the end leads into the start.)
 CIRCULAR_SC = {"griffinlim": -17.5, "fgla": -26.5, "lws": -32.0, "lws+fgla": -30.5}
 CIRCULAR_SEAM = {"griffinlim": -31.0, "fgla": -34.0, "lws": -27.0, "lws+fgla": -29.5}
 # how much better the circular seam must be than the non-circular one (measured 19, 23, 6, 11 dB)

@@ -99,8 +99,7 @@ def test_prior_walks_match_held_out_latents_in_mean_and_variance(model):
     var_ratio = walks.var(0) / reference.var(0)
     # measured: mean within 0.23 std, variance ratio 0.94..1.24 (on all 1,256 of the benchmark's
     # notes 0.10 and 0.95..1.11). The same prior without its walk calibration: 0.30 and 0.82..1.37
-    # here (0.21 and 0.77..1.14 on the benchmark's notes), which fails each of these three bounds;
-    # a prior like the first ones, 0.83 and 0.44..2.19 on the benchmark's notes.
+    # here (0.21 and 0.77..1.14 on the benchmark's notes), which fails each of these three bounds.
     assert mean_diff.max() < 0.28, mean_diff
     assert 0.85 < var_ratio.min() and var_ratio.max() < 1.35, var_ratio
 
@@ -109,21 +108,19 @@ def test_a_seeded_loop_is_seamless_and_sounding(model, notes):
     r = ops.loop(model, notes[(53, 61)], seconds=4.0, temperature=0.8, seed=1)
     assert r.samples.shape == (4 * model.sample_rate,)
     assert r.metrics["seam_flux"] <= 1.2 * r.metrics["median_flux"], r.metrics
-    # where the latent tail was blended into the head (now inside the loop) there is no jump either:
+    # where the latent tail was blended into the head (inside the loop) there is no jump either:
     # measured 1.18x the median flux; a click would be several times it
     assert r.metrics["blend_flux"] <= 2.0 * r.metrics["median_flux"], r.metrics
     frames = spectral.analyze(r.samples, model.config)
     assert np.mean(frames.max(axis=1) > -40) > 0.5  # most of the loop sounds, it does not fade out
-    # as loud as the seed's held part, near enough: measured 8 dB below it; primed with the seed's
-    # release tail too, the loop went on fading, 25 dB below it
+    # as loud as the seed's held part, near enough: measured 8 dB below it
     level = 10 * np.log10(np.mean(np.square(r.samples)) / np.mean(np.square(notes[(53, 61)][: 3 * model.sample_rate])))
     assert level > -12, level
 
 
 def test_an_unseeded_loop_sounds_and_moves(model):
-    """A loop with no seed and no pitch walks the prior at the training notes' median pitch: with
-    the unpitched label, which no training note has, one prior's walk came out frozen, every frame
-    alike at +46 dBFS."""
+    """A loop with no seed and no pitch walks the prior at the training notes' median pitch (the
+    unpitched label is one no training note has), and it sounds and moves."""
     assert model.walk_pitch == 60
     r = ops.loop(model, None, seconds=4.0, temperature=1.0, seed=3)
     level = 10 * np.log10(np.mean(np.square(r.samples)))

@@ -11,8 +11,8 @@ predicted (every dimension at ``START``, where no normalised latent lies, so it 
 for one); and shorter windows cut anywhere in a sound, without it. Padding of short windows is
 masked out of the loss. An unprimed walk starts from the start frame, so it begins as sounds
 begin, and a prime is read after it; the windows cut anywhere teach it to go on from any history,
-as a texture loop grown past a sound's length must. Priors saved without ``starts`` were trained
-on windows cut anywhere only and are sampled as they were.
+as a texture loop grown past a sound's length must. A prior without ``starts`` is trained on
+windows cut anywhere only and sampled without a start frame.
 
 A prior trained only on true histories (teacher forcing) has never seen its own samples as
 input, and its free-running walks drift away from the data. With ``sampled_inputs`` > 0 it is
@@ -23,9 +23,8 @@ those samples, and the loss is taken on a second pass over the mixed history. Wi
 which read a history already partly sampled, so the history the loss sees holds samples drawn
 after samples, as in a free-running walk, and the prior learns to recover from its own drift.
 
-Scheduled sampling narrows that drift but does not close it: the pretrained prior's unprimed walks
-over its own training notes still came out up to 0.16 std off in a dimension's mean and 0.78 of its
-variance. :func:`walk_calibration` measures that at the end of training (walks as long as, and at
+Scheduled sampling narrows that drift but does not close it (figures in the model card), so
+:func:`walk_calibration` measures what is left at the end of training (walks as long as, and at
 the pitch of, each training sequence, against the sequences themselves) as a per-dimension affine
 map, which :class:`NumpyPrior` applies to what it returns (not to what it feeds back, so the walk's
 own dynamics are those trained).

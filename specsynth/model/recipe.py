@@ -16,10 +16,9 @@ HELDOUT_PITCHES = tuple(range(37, 85, 6))  # 37, 43, ..., 79: never trained on, 
 
 
 def train_pitches(program):
-    """Every note from C2 up to C6 but the held-out ones (which no program is trained on). Every
-    fourth note, as the first bundles had, fitted the training notes far better than notes between
-    them (reconstruction loss 26 on its training segments against 44 on validation notes): four
-    times the notes, each seen a quarter as often, generalise better for the same training time."""
+    """Every note from C2 up to C6 but the held-out ones (which no program is trained on): many
+    neighbouring notes, each seen less often, generalise to notes between them better than a
+    sparse set seen often (docs/experiments.md)."""
     return tuple(k for k in range(36, 85) if k not in HELDOUT_PITCHES)
 
 
@@ -30,11 +29,9 @@ HELDOUT_NOTES = tuple(zip(HELDOUT_PROGRAMS, HELDOUT_PITCHES)) + (
 
 
 def recipe_settings():
-    """The pretrained bundle's settings: the defaults, with fewer VAE epochs over its four times
-    larger set of notes (7 x 838 batches, where the defaults over every fourth note took 20 x 211),
-    and the prior on every fourth training note for the defaults' 12 epochs (12 x 104 batches):
-    3 epochs over every note (3 x 414) fitted the notes' paths more loosely, and seeded loops grown
-    from it changed about twice as much inside. Inside 30 minutes on 2 cores."""
+    """The pretrained bundle's settings: the defaults with 7 VAE epochs (7 x 838 batches over every
+    training note) and the prior on every fourth training note for 12 epochs (12 x 104 batches);
+    under 30 minutes on 2 cores."""
     from .train import TrainSettings
 
     return TrainSettings(epochs=7, prior_epochs=12, prior_every=4)
