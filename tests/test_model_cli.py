@@ -291,23 +291,25 @@ def test_decode_of_the_wrong_shape(model, tiny_bundle, tmp_path, capfd):
     assert_user_error(result, [src, f"[time, {model.z_dim}]", f"(20, {model.z_dim + 1})"], out.parent)
 
 
-BAD_LATENTS = {
-    "nan": lambda z: np.where(np.arange(z.size).reshape(z.shape) == 7, np.nan, z),
-    "inf": lambda z: np.where(np.arange(z.size).reshape(z.shape) == 3, np.inf, z),
-    "one_dim": lambda z: z[:, 0],
-    "three_dims": lambda z: z[None],
-    "no_frames": lambda z: z[:0],
+BAD_LATENTS = {  # kind -> (what is wrong, the message's words)
+    "nan": (lambda z: np.where(np.arange(z.size).reshape(z.shape) == 7, np.nan, z), "not finite"),
+    "inf": (lambda z: np.where(np.arange(z.size).reshape(z.shape) == 3, np.inf, z), "not finite"),
+    "one_dim": (lambda z: z[:, 0], "expected a [time, z] array"),
+    "three_dims": (lambda z: z[None], "expected a [time, z] array"),
+    "no_frames": (lambda z: z[:0], "expected a [time, z] array"),
+    "other_z": (lambda z: z[:, :-1], "for this model"),
 }
 
 
 @pytest.mark.parametrize("kind", list(BAD_LATENTS))
 def test_decode_of_bad_latents(model, tiny_bundle, tmp_path, capfd, kind):
     src = tmp_path / "z.npy"
-    np.save(src, BAD_LATENTS[kind](np.zeros((20, model.z_dim), np.float32)))
+    make, words = BAD_LATENTS[kind]
+    np.save(src, make(np.zeros((20, model.z_dim), np.float32)))
     out = tmp_path / "out" / "y.wav"
     out.parent.mkdir()
     result = run_main(capfd, "decode", src, "-o", out, "--model", tiny_bundle, "--pitch", "60")
-    assert_user_error(result, [src, "expected a finite"], out.parent)
+    assert_user_error(result, [src, words], out.parent)
 
 
 @pytest.mark.parametrize("content", [b"not numpy at all", b"\x93NUMPY\x01\x00garbage"])
