@@ -24,9 +24,7 @@ from . import spectral
 from .errors import ConfigError
 from .limits import check_iters
 
-METHODS = ("griffinlim", "fgla", "lws", "lws+fgla")
 DEFAULT_METHOD = "lws+fgla"
-DEFAULT_ITERS = {"griffinlim": 32, "fgla": 32, "lws": 100, "lws+fgla": 8}
 # When LWS only provides FGLA's start, its no-future pass plus two online passes and no batch
 # passes are enough: measured on soundfont notes (benchmarks/phase.py), the online passes carry
 # most of LWS's quality and the batch passes most of its time.
@@ -62,16 +60,7 @@ def reconstruct(mag, *, config, method=DEFAULT_METHOD, n_iter=None, circular=Fal
         raise ConfigError(f"unknown phase method {method!r}; choose one of {', '.join(METHODS)}")
     n_iter = DEFAULT_ITERS[method] if n_iter is None else n_iter
     check_iters(n_iter)
-    mag = _check_mag(mag, config)
-    if method == "griffinlim":
-        spec = griffinlim(mag, config=config, n_iter=n_iter, circular=circular)
-    elif method == "fgla":
-        spec = fgla(mag, config=config, n_iter=n_iter, circular=circular, alpha=alpha)
-    elif method == "lws":
-        spec = lws_phase(mag, config=config, circular=circular, **{**LWS_FULL, "batch_iters": n_iter})
-    else:
-        init = lws_phase(mag, config=config, circular=circular, **LWS_INIT)
-        spec = fgla(mag, config=config, n_iter=n_iter, circular=circular, alpha=alpha, init=init)
+    spec = _METHODS[method][1](_check_mag(mag, config), config=config, n_iter=n_iter, circular=circular, alpha=alpha)
     return spectral.istft(spec, config, length=length, circular=circular)
 
 
@@ -277,3 +266,22 @@ def lws_phase(mag, *, config, circular=False, online_iters=10, batch_iters=100):
             est = _close_loop(est, ctx, flat.shape[1])
         out[i] = est
     return out.reshape(mag.shape)
+
+
+def _lws_then_fgla(mag, *, config, n_iter, circular, alpha):
+    init = lws_phase(mag, config=config, circular=circular, **LWS_INIT)
+    return fgla(mag, config=config, n_iter=n_iter, circular=circular, alpha=alpha, init=init)
+
+
+# The phase methods: name -> (default iterations, complex STFT from magnitudes). A new method is one
+# entry here (and a line in the README); the CLI, manifests and the app offer whatever is listed.
+_METHODS = {
+    "griffinlim": (32, lambda mag, *, config, n_iter, circular, alpha: griffinlim(
+        mag, config=config, n_iter=n_iter, circular=circular)),
+    "fgla": (32, fgla),
+    "lws": (100, lambda mag, *, config, n_iter, circular, alpha: lws_phase(
+        mag, config=config, circular=circular, **{**LWS_FULL, "batch_iters": n_iter})),
+    "lws+fgla": (8, _lws_then_fgla),
+}
+METHODS = tuple(_METHODS)
+DEFAULT_ITERS = {name: iters for name, (iters, _) in _METHODS.items()}
