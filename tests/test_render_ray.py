@@ -1,5 +1,5 @@
-"""`specsynth render --executor ray`: the same files as the process pool, resume after a kill, and
-the one-line message when Ray is not installed.
+"""`specsynth render --executor ray`: the same files as the process pool, resume after a kill,
+Ctrl-C, and the one-line message when Ray is not installed.
 
 One local Ray session (2 CPUs) serves the module; the CLI runs in subprocesses join it with
 ``--ray-address``. Tests that need Ray are skipped when it is not installed.
@@ -10,12 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from specsynth import render
-from test_render import EVERY_KIND, KILL_JOBS, REPO, files, jobs, read_index, tone, write_manifest
+from test_render import (EVERY_KIND, KILL_JOBS, REPO, files, jobs, kill_once_an_item_is_done, read_index, tone,
+                         wait_for_done, write_manifest)
 from tiny_model import tiny_bundle_fixture
 
 tiny_bundle = tiny_bundle_fixture()
@@ -61,21 +61,7 @@ def test_killed_ray_run_resumes_without_redoing_finished_items(tiny_bundle, tmp_
     outdir = tmp_path / "out"
     cmd = [sys.executable, "-m", "specsynth.cli", "render", str(manifest), "-o", str(outdir),
            "--ray-address", ray_address]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    done = []
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                done = [k for k, e in read_index(outdir).items() if e["status"] == "done"]
-            except (OSError, ValueError):
-                done = []
-            if done:
-                break
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
+    done = kill_once_an_item_is_done(cmd, outdir, timeout=120)
     assert done, "the run finished no item in time"
     index = read_index(outdir)
     finished = {k: (e["finished"], (outdir / k).stat().st_mtime_ns) for k, e in index.items() if e["status"] == "done"}
@@ -115,3 +101,21 @@ def test_executor_is_a_run_setting_of_the_defaults_only(tiny_bundle, tmp_path, c
     assert any("job 1 (resynthesize): unknown key 'executor'" in line for line in err), err
     assert render.run_manifest(manifest, executor="pool") == 2
     assert "--executor must be one of process, ray" in capsys.readouterr().err
+
+
+def test_ctrl_c_cancels_outstanding_tasks_and_records_what_finished(tiny_bundle, tmp_path, ray_address):
+    manifest = write_manifest(tmp_path, KILL_JOBS, model=tiny_bundle)
+    outdir = tmp_path / "out"
+    cmd = [sys.executable, "-m", "specsynth.cli", "render", str(manifest), "-o", str(outdir), "--executor", "ray",
+           "--ray-address", ray_address]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_for_done(outdir, proc, timeout=120), "the run finished no item in time"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "specsynth: interrupted" in err and "rendered" not in out
+    index = read_index(outdir)
+    done = [k for k, e in index.items() if e["status"] == "done"]
+    assert 1 <= len(done) < 30 and {e["status"] for e in index.values()} <= {"done", "pending"}
+    assert all((outdir / k).is_file() for k in done)
+    assert not [p for p in outdir.rglob(".*.part")], "temporary files left after Ctrl-C"
