@@ -14,6 +14,8 @@ $(STAMP): requirements.txt pyproject.toml scripts/install_browser.sh
 	$(BIN)/pip install --quiet numpy Cython setuptools wheel
 	LWS_USE_CYTHON=1 $(BIN)/pip install --quiet --no-build-isolation lws==1.2.8
 	$(BIN)/pip install --quiet -r requirements.txt
+	# The optional Ray executor (specsynth[ray]), so its tests run.
+	$(BIN)/pip install --quiet "ray>=2.9"
 	# tinysoundfont renders the General MIDI soundfont offline; its pyaudio dependency is only
 	# for live playback and does not build here.
 	$(BIN)/pip install --quiet --no-deps tinysoundfont

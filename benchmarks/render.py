@@ -6,6 +6,9 @@
   pitches = 100 sounds) with N workers; output samples per second of wall time, whole command
   (model loading in the workers included). Target >= 2 million samples/s on 2 cores.
 * NSynth Super-sized set (`--full`): 9 x 9 positions x 16 pitches (1,296 sounds of 4 s).
+* Ray (`--executor ray`, when Ray is installed): the same batches as Ray tasks on a local Ray
+  started by the command (its start-up included), N actors. Target: within 15% of the process
+  pool's throughput, and the same output files, byte for byte.
 * loops: spectral flux across the wrap point vs the median flux inside, for every loop
   (seeded by several notes, and unseeded, at two temperatures). Target: seam <= median, and every
   loop sounds (RMS above -60 dBFS; a seeded one less than 12 dB below its seed's held part: a
@@ -20,6 +23,8 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.util
 import statistics
 import sys
 import tempfile
@@ -49,18 +54,49 @@ def grid_manifest(folder, model, resolution, pitches, method):
     return path
 
 
-def throughput(model_path, resolution, pitches, workers, method):
+def throughput(model_path, resolution, pitches, workers, method, executor="process"):
+    """One `specsynth render` of a grid: sounds, samples, wall time, and a digest of every file."""
     from specsynth.render import run_manifest
 
     with tempfile.TemporaryDirectory() as tmp:
         manifest = grid_manifest(tmp, Path(model_path).resolve() if model_path != "pretrained" else model_path,
                                  resolution, pitches, method)
         t = time.perf_counter()
-        code = run_manifest(manifest, outdir=Path(tmp) / "out", workers=workers)
+        code = run_manifest(manifest, outdir=Path(tmp) / "out", workers=workers, executor=executor)
         wall = time.perf_counter() - t
-        files = list((Path(tmp) / "out").rglob("*.wav"))
+        files = sorted((Path(tmp) / "out").rglob("*.wav"))
         n = sum(audio.file_info(f)["frames"] for f in files)
-    return {"sounds": len(files), "samples": n, "wall": wall, "rate": n / wall, "ok": code == 0}
+        digest = hashlib.sha256()
+        for f in files:
+            digest.update(f.relative_to(tmp).as_posix().encode() + f.read_bytes())
+    return {"sounds": len(files), "samples": n, "wall": wall, "rate": n / wall, "ok": code == 0,
+            "executor": executor, "digest": digest.hexdigest()}
+
+
+def fastest(repeat, executors, run):
+    """{executor: its fastest of ``repeat`` runs}, the executors alternating, so that load from
+    other programs on a shared machine falls on both alike; every run must make the same files."""
+    runs = {e: [] for e in executors}
+    for _ in range(max(1, repeat)):
+        for e in executors:
+            runs[e].append(run(e))
+    for e, rs in runs.items():
+        assert len({r["digest"] for r in rs}) == 1, f"{e}: runs of one batch made different files"
+    return {e: min(rs, key=lambda r: r["wall"]) for e, rs in runs.items()}
+
+
+def batch_row(label, r, workers):
+    who = f"{workers} {'actors on a local Ray' if r['executor'] == 'ray' else 'workers'}"
+    return (f"| {label}, {who} | {r['sounds']} | {r['samples']:,} | {r['wall']:.1f} | {r['rate'] / 1e6:.2f} M |")
+
+
+def ray_target(pool, ray):
+    """The Ray line of the targets: throughput within 15% of the pool's, the same files."""
+    ratio = ray["rate"] / pool["rate"]
+    same = ray["digest"] == pool["digest"]
+    return (f"- {verdict(ratio >= 0.85 and same and ray['ok'])} Ray executor: {ray['rate'] / 1e6:.2f} M samples/s "
+            f"against the pool's {pool['rate'] / 1e6:.2f} M ({ratio:.0%}; target >= 85%) on {pool['sounds']} sounds; "
+            f"the {ray['sounds']} files {'identical, byte for byte' if same else 'DIFFER'} (sha256 of names and bytes)")
 
 
 MIN_FLUX, MIN_LEVEL_DB = 0.05, -60.0  # a loop quieter, or stiller, than this is not a texture
@@ -119,25 +155,33 @@ def main(argv=None):
     parser.add_argument("--model", default="pretrained")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--method", default="lws+fgla")
+    parser.add_argument("--executor", choices=("process", "ray", "both"), default="both",
+                        help="the batches' executors (default: both, or process alone if Ray is not installed)")
     parser.add_argument("--full", action="store_true", help="also render the 9x9x16 NSynth Super-sized set")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="runs of each batch, executors alternating; the fastest is shown (default: 2)")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
 
-    tp = throughput(args.model, 5, [48, 55, 60, 67], args.workers, args.method)
-    full = throughput(args.model, 9, list(range(45, 77, 2)), args.workers, args.method) if args.full else None
+    if args.executor == "both" and importlib.util.find_spec("ray") is None:
+        args.executor = "process"
+    executors = ("process", "ray") if args.executor == "both" else (args.executor,)
+    small = fastest(args.repeat, executors, lambda e: throughput(args.model, 5, [48, 55, 60, 67], args.workers,
+                                                                  args.method, e))
+    big = fastest(args.repeat, executors, lambda e: throughput(args.model, 9, list(range(45, 77, 2)), args.workers,
+                                                                args.method, e)) if args.full else {}
+    tp, full = small[executors[0]], big.get(executors[0])
     model = specsynth.load(args.model)
     loop_rows = loops(model)
     med_a, med_b, ends = interpolation(model)
 
 
     lines = [SECTION, "", f"`.venv/bin/python benchmarks/render.py --model {args.model} --workers {args.workers}"
-             f"{' --full' if args.full else ''} --write` on {machine_line()}", "",
-             "| batch | sounds | output samples | wall s (whole command) | samples / s |", "|---|---:|---:|---:|---:|",
-             f"| grid 5x5 x 4 pitches, {args.workers} workers, {args.method} | {tp['sounds']} | {tp['samples']:,} | "
-             f"{tp['wall']:.1f} | {tp['rate'] / 1e6:.2f} M |"]
-    if full:
-        lines.append(f"| NSynth Super set 9x9 x 16 pitches, {args.workers} workers | {full['sounds']} | "
-                     f"{full['samples']:,} | {full['wall']:.1f} | {full['rate'] / 1e6:.2f} M |")
+             f"{' --full' if args.full else ''} --executor {args.executor} --repeat {args.repeat} --write` on "
+             f"{machine_line()}; each batch's fastest of {args.repeat} runs, the executors alternating", "",
+             "| batch | sounds | output samples | wall s (whole command) | samples / s |", "|---|---:|---:|---:|---:|"]
+    lines += [batch_row(f"grid 5x5 x 4 pitches, {args.method}", r, args.workers) for r in small.values()]
+    lines += [batch_row("NSynth Super set 9x9 x 16 pitches", r, args.workers) for r in big.values()]
     lines += ["", "| loop (8 s) | temperature | seam flux | median flux inside | flux at the blend point | "
               "its rank among the loop's fluxes | samples | RMS level | against the seed's held part |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -166,8 +210,10 @@ def main(argv=None):
               "among the loop's frame-to-frame fluxes)",
               f"- {verdict(mono)} interpolation: median distance to A rises and to B falls monotonically over "
               f"{len(PAIRS)} pairs",
-              f"- {verdict(end_gap <= 0.5)} endpoints within {end_gap:.2f} dB of the model's own round trip (target <= 0.5 dB)",
-              ""]
+              f"- {verdict(end_gap <= 0.5)} endpoints within {end_gap:.2f} dB of the model's own round trip (target <= 0.5 dB)"]
+    if len(executors) == 2:
+        lines.append(ray_target(*(big or small).values()))
+    lines.append("")
     text = "\n".join(lines)
     publish(SECTION, text, args.write)
     return 0

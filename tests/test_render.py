@@ -350,25 +350,37 @@ KILL_JOBS = jobs('kind = "pitch"\nsound = "gm:42:48:3"\npitches = [{}]\nout = "k
                  'iters = 16\n'.format(", ".join(str(p) for p in range(40, 70))))
 
 
+def wait_for_done(outdir, proc, timeout=60):
+    """The outputs the index lists as done, as soon as there are some (or [] after ``timeout``
+    seconds, or once ``proc`` has ended)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            done = [k for k, e in read_index(outdir).items() if e["status"] == "done"]
+        except (OSError, ValueError):
+            done = []  # no index yet (an atomic replace never shows a partial one)
+        if done:
+            return done
+        time.sleep(0.02)
+    return []
+
+
+def kill_once_an_item_is_done(cmd, outdir, timeout=60):
+    """Run ``cmd`` and SIGKILL it as soon as the index lists an item as done; returns those items."""
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        done = wait_for_done(outdir, proc, timeout)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    return done
+
+
 def test_killed_run_leaves_complete_files_and_resumes(tiny_bundle, tmp_path):
     manifest = write_manifest(tmp_path, KILL_JOBS, model=tiny_bundle)
     outdir = tmp_path / "out"
     cmd = [sys.executable, "-m", "specsynth.cli", "render", str(manifest)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    done = []
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                done = [k for k, e in read_index(outdir).items() if e["status"] == "done"]
-            except (OSError, ValueError):
-                done = []  # no index yet (an atomic replace never shows a partial one)
-            if done:
-                break
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
+    done = kill_once_an_item_is_done(cmd, outdir)
     assert done, "the run finished no item in time"
     index = read_index(outdir)
     finished = {k: (outdir / k).stat().st_mtime_ns for k, e in index.items() if e["status"] == "done"}

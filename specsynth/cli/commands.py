@@ -245,7 +245,8 @@ def cmd_render(args):
     from ..render import run_manifest
 
     return run_manifest(args.manifest, outdir=args.outdir, workers=args.workers, dry_run=args.dry_run,
-                        overwrite=args.overwrite, model_override=args.model)
+                        overwrite=args.overwrite, model_override=args.model, executor=args.executor,
+                        ray_address=args.ray_address)
 
 
 def cmd_app(args):

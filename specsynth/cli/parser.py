@@ -141,7 +141,13 @@ def build_parser():
     p = sub.add_parser("render", help="batch-render the jobs of a TOML manifest")
     p.add_argument("manifest", metavar="MANIFEST.toml")
     p.add_argument("-o", "--outdir", default=None, help="output folder (default: out/ beside the manifest)")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes to render in (default: 1); with --executor ray, actors (default: one per CPU)")
+    p.add_argument("--executor", choices=("process", "ray"), default=None,
+                   help="render in local processes, or as Ray tasks on this machine or a cluster (docs/scaling.md; "
+                   "pip install 'specsynth[ray]') (default: the manifest's [defaults] executor, else process)")
+    p.add_argument("--ray-address", default=None,
+                   help="the Ray cluster to join, e.g. HOST:6379 (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("--dry-run", action="store_true", help="validate and list what would be rendered")
     p.add_argument("--model", default=None, help="use this bundle for every job (overrides the manifest)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")

@@ -1,7 +1,8 @@
 """Batch rendering from a TOML manifest: validation, planning, workers and a resumable output index.
 
 The package: :mod:`.manifest` reads and validates a manifest, :mod:`.kinds` holds one class per job
-kind, :mod:`.index` the output index and resume rules, :mod:`.runner` renders a plan.
+kind, :mod:`.index` the output index and resume rules, :mod:`.runner` renders a plan (in-process
+or in a process pool), :mod:`.ray_executor` renders it as Ray tasks (imported only when chosen).
 
 A manifest has an optional ``[defaults]`` table and ``[[job]]`` entries::
 
@@ -12,6 +13,8 @@ A manifest has an optional ``[defaults]`` table and ``[[job]]`` entries::
     sample_rate = 44100         # output rate in Hz (default: the model's; resampled with soxr)
     normalize = "peak"          # "peak" | "loudness" | false (keep the level the operation made)
     format = "wav"              # "wav" | "flac"
+    executor = "process"        # "process" | "ray": where items render (docs/scaling.md); the
+                                # run's setting, [defaults] only, not part of any fingerprint
 
     [[job]]
     kind = "interpolate"        # a, b, steps, out; optional mode (linear|slerp), pitch

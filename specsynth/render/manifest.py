@@ -16,6 +16,9 @@ from .kinds import KINDS, kind_named
 
 DEFAULTS = {"model": "pretrained", "method": phase.DEFAULT_METHOD, "iters": None, "sample_rate": None,
             "normalize": "peak", "format": "wav"}
+# Settings of the whole run, allowed in [defaults] only: how it renders, not what (not fingerprinted)
+EXECUTORS = ("process", "ray")
+RUN_DEFAULTS = {"executor": "process"}
 
 
 class ManifestProblems(ManifestError):
@@ -36,6 +39,7 @@ class Plan:
     items: list
     index: dict
     actions: dict
+    executor: str = RUN_DEFAULTS["executor"]
 
     @property
     def to_render(self):
@@ -144,7 +148,7 @@ def plan_manifest(manifest, *, outdir=None, overwrite=False, model_override=None
     base = manifest.absolute().parent
     outdir = Path(outdir) if outdir is not None else base / "out"
     problems = []
-    items, job_kinds = _validate(data, label, base, model_override, problems)
+    items, job_kinds, run_settings = _validate(data, label, base, model_override, problems)
 
     def job_label(item):
         return f"{label}: job {item.job} ({job_kinds[item.job]})"
@@ -159,11 +163,11 @@ def plan_manifest(manifest, *, outdir=None, overwrite=False, model_override=None
     actions = decide(items, outdir, index, overwrite, job_label, problems)
     if problems:
         raise ManifestProblems(problems)
-    return Plan(manifest, outdir, items, index, actions)
+    return Plan(manifest, outdir, items, index, actions, **run_settings)
 
 
 def _validate(data, label, base, model_override, problems):
-    """Check the parsed manifest's tables and jobs; returns (items, {position: kind name})."""
+    """Check the parsed manifest's tables and jobs; returns (items, {position: kind name}, run settings)."""
     for key in data:
         if key not in ("defaults", "job"):
             problems.append(f"{label}: unknown table or key '{key}' (a manifest has [defaults] and [[job]] entries)")
@@ -172,8 +176,14 @@ def _validate(data, label, base, model_override, problems):
         problems.append(f"{label}: 'defaults' must be a table")
         defaults = {}
     for key in defaults:
-        if key not in DEFAULTS:
-            problems.append(f"{label}: defaults: unknown key '{key}' (allowed: {', '.join(DEFAULTS)})")
+        if key not in DEFAULTS and key not in RUN_DEFAULTS:
+            problems.append(f"{label}: defaults: unknown key '{key}' (allowed: {', '.join([*DEFAULTS, *RUN_DEFAULTS])})")
+    run_settings = {}
+    if "executor" in defaults:
+        try:
+            run_settings["executor"] = limits.check_choice(defaults["executor"], EXECUTORS, "key 'executor'")
+        except ConfigError as exc:
+            problems.append(f"{label}: defaults: {exc}")
     override = {}
     if model_override is not None:
         try:
@@ -214,4 +224,4 @@ def _validate(data, label, base, model_override, problems):
                 continue
         item_settings = {k: settings[k] for k in DEFAULTS if k != "format"}
         items.extend(kind.expand(position, values, item_settings, settings["format"]))
-    return items, job_kinds
+    return items, job_kinds, run_settings

@@ -11,7 +11,7 @@ from ..errors import SpecsynthError
 from ..pitch import pitch_from_name
 from .index import entry, journal, remove_stale_temps, write_index
 from .kinds import KINDS, describe_kind, write_export
-from .manifest import ManifestProblems, plan_manifest
+from .manifest import EXECUTORS, ManifestProblems, plan_manifest
 
 # Per process (each worker has its own): loaded once, used by every item that worker renders.
 _MODELS = {}   # bundle path -> Model, or the exception loading it raised
@@ -111,28 +111,41 @@ def print_plan(plan, *, file=None):
           f"in {plan.outdir}", file=file)
 
 
-def run_manifest(manifest, *, outdir=None, workers=1, dry_run=False, overwrite=False, model_override=None):
+def run_manifest(manifest, *, outdir=None, workers=None, dry_run=False, overwrite=False, model_override=None,
+                 executor=None, ray_address=None):
     """Validate, plan and render a manifest; the function behind ``specsynth render``.
 
     Parameters
     ----------
     manifest, outdir, overwrite, model_override
         As for :func:`~specsynth.render.plan_manifest`.
-    workers : int
+    workers : int or None
         Processes to render in (spawned, each loading the model once); 1 renders in-process.
+        With the Ray executor, actors to start. None: 1 process, or one actor per Ray CPU.
     dry_run : bool
         Print the plan and write nothing.
+    executor : {"process", "ray"} or None
+        Where items render: local processes, or Ray tasks (:mod:`.ray_executor`); None: the
+        manifest's ``[defaults] executor``, else "process".
+    ray_address : str or None
+        The Ray cluster to join (None: RAY_ADDRESS, else a local Ray).
 
     Returns
     -------
     int
-        0 if every output is done, 1 if some item failed, 2 if the manifest is invalid (every
-        problem is printed to stderr, one line each, and nothing is written).
+        0 if every output is done, 1 if some item failed, 2 if the manifest is invalid or the
+        executor is not available (every problem is printed to stderr, one line each, and nothing
+        is written).
     """
     try:
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise ManifestProblems([f"--workers must be an int >= 1, got {workers!r}"])
+        if executor is not None and executor not in EXECUTORS:
+            raise ManifestProblems([f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}"])
         plan = plan_manifest(manifest, outdir=outdir, overwrite=overwrite, model_override=model_override)
+        executor = executor or plan.executor
+        if executor == "ray" and not dry_run:
+            _check_ray()
     except ManifestProblems as exc:
         for line in exc.problems:
             sys.stderr.write(f"specsynth: {line}\n")
@@ -140,14 +153,24 @@ def run_manifest(manifest, *, outdir=None, workers=1, dry_run=False, overwrite=F
     if dry_run:
         print_plan(plan)
         return 0
-    return render_plan(plan, workers=workers)
+    return render_plan(plan, workers=workers, executor=executor, ray_address=ray_address)
 
 
-def render_plan(plan, *, workers=1):
+def _check_ray():
+    """Ray is an optional extra: say how to install it before anything is written."""
+    import importlib
+
+    try:
+        importlib.import_module("ray")  # the Ray path only: the CLI's start stays fast
+    except ImportError:
+        raise ManifestProblems(['--executor ray needs Ray, which is not installed: pip install "specsynth[ray]"']) from None
+
+
+def render_plan(plan, *, workers=None, executor=None, ray_address=None):
     """Render a :class:`Plan`'s pending items, updating the index after each; returns 0 or 1.
 
-    Audio items render first (in ``workers`` processes); exported instruments, which depend on
-    them, are written after.
+    Audio items render first (in ``workers`` processes, or on Ray when ``executor`` (default
+    ``plan.executor``) is "ray"); exported instruments, which depend on them, are written after.
     """
     from tqdm import tqdm
 
@@ -177,9 +200,12 @@ def render_plan(plan, *, workers=1):
         bar.update(1)
 
     model_paths = sorted({i.settings["model"] for i in sounds})
-    workers = min(workers, max(1, len(sounds)))
     try:
-        if workers == 1:
+        if (executor or plan.executor) == "ray":
+            from .ray_executor import render_on_ray
+
+            render_on_ray(sounds, outdir, workers, model_paths, finish, address=ray_address)
+        elif (workers := min(workers or 1, max(1, len(sounds)))) == 1:
             if sounds:
                 _init_worker(model_paths)
             for item in sounds:
