@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from conftest import REPO, SR, harmonic_tone
-from specsynth import phase
+from specsynth import phase, pictures
 from specsynth import ui
 from tiny_model import tiny_bundle_fixture
 
@@ -43,6 +43,14 @@ def image_urls(at):
 
 def metric(at, label):
     return [m.value for m in at.metric if m.label == label]
+
+
+def pad_picture(at):
+    """The pad component's picture (a data URL of the PNG it shows)."""
+    import json
+
+    [pad] = [e for e in at.get("component_instance") if e.proto.id.endswith("-xy_pad")]
+    return json.loads(pad.proto.json_args)["src"]
 
 
 def assert_clean(at):
@@ -75,11 +83,13 @@ def test_every_section_renders(app):
     # A, B and the mix; the XY pad; the loop: every player is a WAV file
     urls = audio_urls(app)
     assert len(urls) == 5 and all(u.endswith(".wav") for u in urls)
-    # spectrograms of A, mix, B, the XY mix and the loop, plus the pad picture
+    # spectrograms of A, mix, B, the interpolation strip, the XY mix and the loop
     assert len(image_urls(app)) == 6
+    assert pad_picture(app).startswith("data:image/png;base64,")  # the pad: a clickable picture
     assert {b.key for b in app.download_button} == {"dl_interp", "dl_xy", "dl_loop"}
+    assert {b.key for b in app.button} >= {"export_interp_go", "export_grid_go", "export_loop_go"}
     assert len(metric(app, "Render")) == 3
-    assert metric(app, "Distance to A") and metric(app, "Distance to B")
+    assert metric(app, "To A") and metric(app, "To B")
     sidebar = app.sidebar
     assert sidebar.selectbox(key="phase_method").value == phase.DEFAULT_METHOD
     assert sidebar.slider(key=f"phase_iters_{phase.DEFAULT_METHOD}").value == phase.DEFAULT_ITERS[phase.DEFAULT_METHOD]
@@ -88,7 +98,7 @@ def test_every_section_renders(app):
 
 def test_interpolate_slider_renders_a_new_mix(app, model_env):
     before_audio, before_images = audio_urls(app), image_urls(app)
-    before_distances = metric(app, "Distance to A") + metric(app, "Distance to B")
+    before_distances = metric(app, "To A") + metric(app, "To B")
     app.slider(key="interp_mix").set_value(0.9).run()
     assert_clean(app)
     after_audio, after_images = audio_urls(app), image_urls(app)
@@ -98,7 +108,7 @@ def test_interpolate_slider_renders_a_new_mix(app, model_env):
     assert after_images[1] != before_images[1]
     assert any("10% A + 90% B" in m.value for m in app.markdown)
     # the distances shown are those of the new mix (a tiny model may barely move them)
-    assert metric(app, "Distance to A") + metric(app, "Distance to B") == expected_distances(model_env, 0.9)
+    assert metric(app, "To A") + metric(app, "To B") == expected_distances(model_env, 0.9)
     assert len(before_distances) == 2
     # a different pair of sounds
     app.selectbox(key="interp_b").set_value(ui.library_id(40, 48)).run()
@@ -144,6 +154,100 @@ def test_xy_pad_position_and_pitch(app):
     # a corner swapped for another sound
     app.selectbox(key="xy_c1").set_value(ui.library_id(33, 48)).run()
     assert_clean(app)
+
+
+def click(at, x, y, *, scale=1.25, drag_from=None):
+    """The pad component's value for a click at the pad's (x, y), the picture shown ``scale`` times
+    its size (as the browser sends it: pixels of the shown picture), or a drag released there."""
+    layout = pictures.PadLayout()
+    w, h = layout.size
+    px, py = (layout.side + x * (layout.pad - 1)) * scale, (1 - y) * (layout.pad - 1) * scale
+    value = {"x": px, "y": py}
+    if drag_from:
+        value = {"x1": drag_from[0], "y1": drag_from[1], "x2": px, "y2": py}
+    at.session_state["xy_pad"] = {**value, "width": w * scale, "height": h * scale,
+                                  "unix_time": at.session_state["xy_pad_seen"] + 1
+                                  if "xy_pad_seen" in at.session_state else 1}
+    return at.run()
+
+
+def test_a_pad_click_moves_the_point_and_plays_it(app):
+    mix, audio, picture = audio_urls(app)[1], audio_urls(app)[3], pad_picture(app)
+    click(app, 0.25, 0.75)
+    assert_clean(app)
+    # the click set the sliders (one source of truth), the point was drawn there, new audio came
+    assert (app.slider(key="xy_x").value, app.slider(key="xy_y").value) == (0.25, 0.75)
+    assert any(m.value == "**Pad** at x=0.25, y=0.75" for m in app.markdown)
+    assert pad_picture(app) != picture and audio_urls(app)[3] != audio
+    # ↖ is (0, 1): y grows upwards
+    assert any("↖ 56%" in c.value for c in app.caption), [c.value for c in app.caption]
+    # the other sections were not rendered again
+    assert audio_urls(app)[1] == mix
+    # a slider moves the point; the old click is not applied again
+    clicked = pad_picture(app)
+    app.slider(key="xy_x").set_value(0.9).run()
+    assert_clean(app)
+    assert app.slider(key="xy_x").value == 0.9 and app.slider(key="xy_y").value == 0.75
+    assert pad_picture(app) != clicked
+    # a drag puts the point where the mouse was released; outside the pad it stops at the edge
+    click(app, 1.4, 0.1, drag_from=(10, 10))
+    assert_clean(app)
+    assert (app.slider(key="xy_x").value, app.slider(key="xy_y").value) == (1.0, 0.1)
+
+
+def test_pad_click_maps_pixels_to_the_pad():
+    layout = pictures.PadLayout(pad=101, side=50)
+    w, h = layout.size
+    assert ui.pad_click({"x": 50, "y": 100, "width": w, "height": h}, layout) == (0.0, 0.0)
+    assert ui.pad_click({"x": 150, "y": 0, "width": w, "height": h}, layout) == (1.0, 1.0)
+    # shown at half size: pixels of the shown picture
+    assert ui.pad_click({"x": 50, "y": 25, "width": w / 2, "height": h / 2}, layout) == (0.5, 0.5)
+    # a click on a corner's thumbnail goes to that corner; a drag to its release point
+    assert ui.pad_click({"x": 3, "y": 5, "width": w, "height": h}, layout) == (0.0, 0.95)
+    assert ui.pad_click({"x1": 0, "y1": 0, "x2": 75, "y2": 75, "width": w, "height": h}, layout) == (0.25, 0.25)
+    assert ui.pad_click(None, layout) is None and ui.pad_click({"width": 3}, layout) is None
+
+
+def test_export_zip_matches_specsynth_render(app, model_env, tmp_path):
+    """The XY tab's export: the files `specsynth render` makes for the same grid job."""
+    import zipfile
+
+    from specsynth.render import run_manifest
+
+    app.number_input(key="export_resolution").set_value(2)
+    app.multiselect(key="export_pitches").set_value([60, 72])
+    app.button(key="export_grid_go").click().run()
+    assert_clean(app)
+    assert [b.label for b in app.download_button if b.key == "export_grid_dl"][0].startswith("⬇ Download pad.zip")
+    got = zipfile.ZipFile(io.BytesIO(app.session_state["export_grid"]["zip"]))
+    corners = [app.selectbox(key=f"xy_c{k}").value for k in range(4)]
+    method = phase.DEFAULT_METHOD
+    manifest = tmp_path / "pad.toml"
+    manifest.write_text(f'''[defaults]
+model = "{model_env}"
+method = "{method}"
+iters = {phase.DEFAULT_ITERS[method]}
+
+[[job]]
+kind = "grid"
+corners = {corners!r}
+resolution = 2
+pitches = [60, 72]
+export = "sfz"
+out = "pad"
+'''.replace("'", '"'))
+    assert run_manifest(manifest, outdir=tmp_path / "out") == 0
+    made = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*")
+                  if p.is_file() and p.parent != tmp_path / "out")
+    assert sorted(got.namelist()) == made and len(made) == 2 * 4 + 4  # 8 samples, 4 instruments
+    for name in made:
+        if name.endswith(".sfz"):
+            assert got.read(name) == (tmp_path / "out" / name).read_bytes()
+        else:
+            ours, sr = sf.read(io.BytesIO(got.read(name)), dtype="float32")
+            theirs, sr2 = sf.read(tmp_path / "out" / name, dtype="float32")
+            assert sr == sr2 and ours.shape == theirs.shape
+            np.testing.assert_allclose(ours, theirs, atol=1.5 / 32768)
 
 
 def test_loop_controls(app):
@@ -313,10 +417,31 @@ def test_spectrogram_picture(config):
     from specsynth import spectral
 
     frames = spectral.analyze(harmonic_tone(440.0, seconds=0.5), config)
-    rgb = ui.spectrogram_rgb(frames, config, height=120)
+    rgb = pictures.spectrogram_rgb(frames, config, height=120)
     assert rgb.shape == (120, len(frames), 3) and rgb.dtype == np.uint8
     # the tone's energy is low on a log axis: the bottom half is brighter than the top rows
     assert rgb[60:].mean() > rgb[:20].mean()
-    png = ui.spectrogram_png(frames, config, width=300, height=100)
+    png = pictures.spectrogram_png(frames, config, width=300, height=100, axes=False)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert ui.xy_pad_rgb(0.25, 0.75, size=64).shape == (64, 64, 3)
+    assert pictures.xy_pad_rgb(0.25, 0.75, size=64).shape == (64, 64, 3)
+
+
+def test_spectrogram_axes(config):
+    from PIL import Image
+
+    from specsynth import spectral
+
+    frames = spectral.analyze(harmonic_tone(440.0, seconds=1.0), config)
+    bare = Image.open(io.BytesIO(pictures.spectrogram_png(frames, config, width=300, height=100, axes=False)))
+    framed = Image.open(io.BytesIO(pictures.spectrogram_png(frames, config, width=300, height=100)))
+    assert bare.size == (300, 100) and framed.width > bare.width and framed.height > bare.height
+    rgb = np.asarray(framed.convert("RGB")).astype(int)
+    left = rgb[:, :pictures.LEFT - 4]  # the frequency labels
+    below = rgb[pictures.TOP + 100 + 3:, pictures.LEFT:]  # the time labels
+    for margin in (left, below):
+        assert (np.abs(margin - 255).sum(axis=2) > 100).sum() > 50  # ink, not just background
+    # the plot itself is the bare picture
+    np.testing.assert_array_equal(rgb[pictures.TOP:pictures.TOP + 100, pictures.LEFT:pictures.LEFT + 300],
+                                  np.asarray(bare.convert("RGB")))
+    # labels read in Hz on a log axis and in seconds
+    assert [pictures.hz_label(f) for f in (100, 1000, 2500)] == ["100", "1k", "2.5k"]
