@@ -113,7 +113,7 @@ def interpolation_strip(_model, model_key, _a, _b, a_id, b_id, mode):
     """Spectrograms of the mix at each of STRIP_ALPHAS, once per pair and mix path (the decoder's
     frames: no phase iterations needed for a picture)."""
     frames = [ops.interpolate(_model, _a, _b, a, mode=mode, method="fgla", n_iter=0).frames for a in STRIP_ALPHAS]
-    return pictures.strip_png(frames, _model.config, [f"α {a:g}" for a in STRIP_ALPHAS])
+    return pictures.strip_png(frames, _model.config, [f"alpha {a:g}" for a in STRIP_ALPHAS])
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -31,8 +31,9 @@ PITCH_RANGE = range(24, 97)  # MIDI notes offered for re-pitching (C1..C7)
 NO_SOUND = "none (start from silence)"
 
 st.set_page_config(page_title="specsynth", page_icon="🎛️", layout="wide")
-# Metric values a size smaller than Streamlit's, so "958 ms" or "13.2 dB" fits a third of a column.
-st.html("<style>[data-testid='stMetricValue'] {font-size: 1.6rem}</style>")
+# Metric values a size smaller than Streamlit's (2.25rem), so "2036 ms" or "13.2 dB" fits a third of
+# the mix column at 1280 px (tests/test_app_browser.py checks nothing is cut short).
+st.html("<style>[data-testid='stMetricValue'], [data-testid='stMetricValue'] * {font-size: 1.5rem !important}</style>")
 
 
 # -- small page pieces ------------------------------------------------------------------------
@@ -189,7 +190,7 @@ def interpolate_section():
     except SpecsynthError as exc:
         st.error(str(exc))
         return
-    col_a, col_mix, col_b = st.columns(3)
+    col_a, col_mix, col_b = st.columns([1, 1.5, 1])  # room for the mix's three metrics
     with col_a:
         st.markdown(f"**A** · {SOUNDS[a_id]}")
         show_input(a_id, "A (input)")
