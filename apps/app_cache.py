@@ -111,8 +111,8 @@ def render_interpolation(_model, model_key, _a, _b, a_id, b_id, alpha, mode, met
 @st.cache_data(show_spinner="Drawing the strip…", max_entries=16)
 def interpolation_strip(_model, model_key, _a, _b, a_id, b_id, mode):
     """Spectrograms of the mix at each of STRIP_ALPHAS, once per pair and mix path (the decoder's
-    frames: no phase iterations needed for a picture)."""
-    frames = [ops.interpolate(_model, _a, _b, a, mode=mode, method="fgla", n_iter=0).frames for a in STRIP_ALPHAS]
+    frames: a picture needs no phase reconstruction)."""
+    frames = [ops.mix_frames(_model, [_a, _b], [1 - a, a], mode=mode) for a in STRIP_ALPHAS]
     return pictures.strip_png(frames, _model.config, [f"alpha {a:g}" for a in STRIP_ALPHAS])
 
 

@@ -106,13 +106,15 @@ def spectrogram_image(frames, config, *, width=480, height=160, axes=True):
     img.paste(plot, (LEFT, TOP))
     draw, font = ImageDraw.Draw(img), _font()
     _, freqs = _row_positions(config, height, frames.shape[-1] if frames.ndim == 2 else config.n_features)
+    last = None
     for f in _FREQ_TICKS:
-        if freqs[0] <= f <= freqs[-1]:
-            y = TOP + height - 1 - float(np.interp(f, freqs, np.arange(height)))
+        y = TOP + height - 1 - float(np.interp(f, freqs, np.arange(height)))
+        if freqs[0] <= f <= freqs[-1] and (last is None or last - y >= 11):  # labels 11 px apart at least
             draw.line([(LEFT - 3, y), (LEFT - 1, y)], fill=INK)
             label = hz_label(f)
             draw.text((LEFT - 5 - draw.textlength(label, font=font), y - 6), label, fill=INK, font=font)
-    draw.text((2, TOP + height - 11), "Hz", fill=INK, font=font)
+            last = y
+    draw.text((2, TOP + height + 2), "Hz", fill=INK, font=font)  # below the axis, left of "0 s"
     seconds = len(frames) / config.frame_rate if frames.ndim == 2 else 0.0
     if seconds > 0:
         step = _time_step(seconds, plot.width)
