@@ -1,7 +1,8 @@
 """The Streamlit app in a real browser: `streamlit run` as a server, headless Chromium as the user.
 
-Moves the interpolation slider with the keyboard, as a person would, and checks that the page
-gets a new player (a new <audio> source). Needs Debian's chromium and chromium-driver
+Moves the interpolation slider with the keyboard and clicks the XY pad, as a person would, and
+checks that the page gets a new player (a new <audio> source); checks at 1280 and 1920 px wide
+that no metric is cut short (screenshots beside the test's tmp_path). Needs Debian's chromium and chromium-driver
 (scripts/install_browser.sh, run by `make install`) and the selenium package; when either is
 missing the test fails with the reason rather than being skipped.
 """
@@ -139,6 +140,31 @@ def wait_for(condition, timeout, what, log):
     pytest.fail(f"timed out after {timeout} s waiting for {what}\nserver log:\n{log_tail(log)}", pytrace=False)
 
 
+def players_ready(browser, log):
+    """Wait for all five players (A, mix, B, XY pad, loop); return the set of their sources."""
+    from selenium.webdriver.common.by import By
+
+    def sources():
+        return {a.get_attribute("src") for a in browser.find_elements(By.TAG_NAME, "audio")} - {None, ""}
+
+    def error():
+        return browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"], [data-testid="stAlert"]')
+
+    wait_for(lambda: len(sources()) >= 5 or error(), PAGE_LOAD_S, "the app's five players", log)
+    assert not error(), error()[0].text
+    return sources
+
+
+def open_tab(browser, label, log):
+    from selenium.webdriver.common.by import By
+
+    def tab():
+        return [t for t in browser.find_elements(By.CSS_SELECTOR, '[role="tab"], [data-testid="stTab"]')
+                if label in t.text]
+
+    wait_for(tab, 10, f"the {label} tab", log)[0].click()
+
+
 def test_moving_the_mix_slider_in_a_browser_plays_a_new_mix(chromium, server, browser):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -146,16 +172,7 @@ def test_moving_the_mix_slider_in_a_browser_plays_a_new_mix(chromium, server, br
 
     url, log = server
     browser.get(url)
-
-    def audio_sources():
-        return {a.get_attribute("src") for a in browser.find_elements(By.TAG_NAME, "audio")} - {None, ""}
-
-    def page_error():
-        return browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"], [data-testid="stAlert"]')
-
-    # the page is ready when every player is there: A, mix, B, XY pad and loop
-    wait_for(lambda: len(audio_sources()) >= 5 or page_error(), PAGE_LOAD_S, "the app's five players", log)
-    assert not page_error(), page_error()[0].text
+    audio_sources = players_ready(browser, log)
     before = audio_sources()
     assert all(src.startswith(f"{url}/media/") and src.endswith(".wav") for src in before), before
 
@@ -185,35 +202,10 @@ def test_moving_the_mix_slider_in_a_browser_plays_a_new_mix(chromium, server, br
         return "45% A + 55% B" in body and audio_sources() - before
 
     new = wait_for(mix_rerendered, RERENDER_S, "the mix at 0.55 with a new <audio> source", log)
-    assert not page_error()
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"], [data-testid="stAlert"]')
     # only the mix was rendered again: A, B, the XY pad and the loop keep their players
     now = audio_sources()
     assert len(new) == 1 and len(now) == 5 and len(now & before) == 4, (before, now)
-
-
-def players_ready(browser, log):
-    """Wait for all five players (A, mix, B, XY pad, loop); return the set of their sources."""
-    from selenium.webdriver.common.by import By
-
-    def sources():
-        return {a.get_attribute("src") for a in browser.find_elements(By.TAG_NAME, "audio")} - {None, ""}
-
-    def error():
-        return browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"], [data-testid="stAlert"]')
-
-    wait_for(lambda: len(sources()) >= 5 or error(), PAGE_LOAD_S, "the app's five players", log)
-    assert not error(), error()[0].text
-    return sources
-
-
-def open_tab(browser, label, log):
-    from selenium.webdriver.common.by import By
-
-    def tab():
-        return [t for t in browser.find_elements(By.CSS_SELECTOR, '[role="tab"], [data-testid="stTab"]')
-                if label in t.text]
-
-    wait_for(tab, 10, f"the {label} tab", log)[0].click()
 
 
 # Every metric's value, as the app formats it; a value the page cut short ("958…") fails the match.
