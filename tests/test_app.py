@@ -240,6 +240,23 @@ out = "pad"
             np.testing.assert_allclose(ours, theirs, atol=1.5 / 32768)
 
 
+def test_series_and_loop_exports_are_named_as_render_names_them(app):
+    import zipfile
+
+    app.number_input(key="export_steps").set_value(3)
+    app.button(key="export_interp_go").click().run()
+    app.button(key="export_loop_go").click().run()
+    assert_clean(app)
+    names = {key: zipfile.ZipFile(io.BytesIO(app.session_state[key]["zip"])).namelist()
+             for key in ("export_interp", "export_loop")}
+    assert names == {"export_interp": [f"interpolation/step_0{i}.wav" for i in range(3)],
+                     "export_loop": ["loop.wav"]}
+    # a changed job hides the old zip until it is rendered again
+    assert "export_loop_dl" in {b.key for b in app.download_button}
+    app.slider(key="loop_seconds").set_value(2.0).run()
+    assert "export_loop_dl" not in {b.key for b in app.download_button}
+
+
 def test_loop_controls(app):
     loop_before = audio_urls(app)[4]
     loop_player = app.get("audio")[4].proto
