@@ -7,137 +7,57 @@ reaches the app as the environment variable ``SPECSYNTH_MODEL``.
 The app is a thin layer over :mod:`specsynth.ops`. It stays quick to play because every costly
 step is cached by what it depends on: a sound is rendered (library notes) and encoded once per
 model; a rendered result is kept per (sounds, position, settings), so moving one control only
-re-mixes and decodes that section while the others come straight from the cache.
+re-mixes and decodes that section while the others come straight from the cache (apps/app_cache.py
+holds those cached steps; Streamlit puts this folder on the import path).
 """
 from __future__ import annotations
 
-import gc
 import os
 import re
 
 import streamlit as st
+from streamlit_image_coordinates import streamlit_image_coordinates
 
-import specsynth
-from specsynth import metrics, ops, phase, spectral
-from specsynth import ui
+from app_cache import (PAD, corner_thumb, encode, interpolation_strip, keep_compiled_kernels, library_note,
+                       load_model, model_identity, read_upload, render_interpolation, render_loop, render_xy,
+                       sound_view)
+from specsynth import ops, phase, pictures, ui
 from specsynth.errors import SpecsynthError
-from specsynth.soundfont import GM_PROGRAMS, render_gm
+from specsynth.render.job import job_zip
+from specsynth.soundfont import GM_PROGRAMS
 
 MODEL_ENV = "SPECSYNTH_MODEL"
-RENDER_CACHE = 64  # rendered results kept per section (a few MB each at most)
 PITCH_RANGE = range(24, 97)  # MIDI notes offered for re-pitching (C1..C7)
 NO_SOUND = "none (start from silence)"
 
 st.set_page_config(page_title="specsynth", page_icon="🎛️", layout="wide")
-
-
-# -- model and sounds (cached) ----------------------------------------------------------------
-@st.cache_resource(show_spinner="Loading the model…")
-def load_model(path):
-    model = specsynth.load(path)
-    # Streamlit runs a full garbage collection after every rerun, and with TensorFlow loaded that
-    # walks ~440k long-lived objects (200+ ms, holding the GIL, so the new audio waits to be sent).
-    # Freezing what exists now (libraries, the model) leaves each collection only the new objects.
-    gc.freeze()
-    return model
-
-
-def keep_compiled_kernels():
-    """Stop Streamlit from dropping TensorFlow's compiled kernels after every script run.
-
-    Streamlit calls ``keras.backend.clear_session()`` at the end of each run (to free models a
-    script built), which clears TensorFlow's kernel cache: the next decode then re-instantiates
-    and re-optimizes the decoder graph, ~100 ms of every slider step. This app builds no Keras
-    models per run (the one model lives in the resource cache for the server's life), so in the
-    app's process that call does nothing.
-    """
-    from specsynth.model._keras import keras
-
-    keras.backend.clear_session = _keep_session
-
-
-def _keep_session(*args, **kwargs):
-    return None
-
-
-def model_identity(model):
-    """A cache key that changes when the bundle on disk does (a retrained model at the same path)."""
-    try:
-        stamp = (model.path / "vae.keras").stat().st_mtime_ns
-    except OSError:
-        stamp = 0
-    return f"{model.path.resolve()}@{stamp}"
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def library_note(spec, sample_rate):
-    """A soundfont note, peak-normalized like the training notes: float32 [n]."""
-    return render_gm(ui.parse_library_id(spec), sample_rate)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def read_upload(file_id, name, sample_rate, _data):
-    """Decode an upload once per file (keyed by the uploader's file id, not the bytes)."""
-    return ui.upload_id(_data), ui.read_upload(_data, name, sample_rate=sample_rate)
-
-
-@st.cache_data(show_spinner="Encoding…", max_entries=256)
-def encode(_model, model_key, sound_id, _samples, pitch):
-    """The sound's latents: computed once per (model, sound)."""
-    return ops.encode_sound(_model, _samples, pitch=pitch, name=sound_id)
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def sound_view(_model, model_key, sound_id, _samples):
-    """Player bytes and spectrogram picture of an input sound."""
-    frames = spectral.analyze(_samples, _model.config)
-    return {"wav": ui.wav_bytes(_samples, _model.sample_rate),
-            "png": ui.spectrogram_png(frames, _model.config)}
-
-
-def rendered_view(model, r, **extra):
-    """What the page shows of an ops.Rendered: WAV bytes, spectrogram PNG, timings and metrics."""
-    return {"wav": ui.wav_bytes(r.samples, r.sample_rate), "png": ui.spectrogram_png(r.frames, model.config),
-            "metrics": dict(r.metrics), "params": dict(r.params), "pitch": int(r.pitch), "seconds": r.seconds, **extra}
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def reference_log_mel(sound_id, _samples, n, sample_rate):
-    """An input sound's log-mel over its first ``n`` samples, once per (sound, length), so each slider
-    step analyses only the new mix."""
-    return metrics.log_mel(_samples[:n], sample_rate)
-
-
-def distance(sound_id, samples, estimate, sample_rate):
-    n = min(len(samples), len(estimate))
-    ref = reference_log_mel(sound_id, samples, n, sample_rate)
-    return metrics.log_mel_distance_from(ref, estimate[:n], sample_rate)
-
-
-@st.cache_data(show_spinner=False, max_entries=RENDER_CACHE)
-def render_interpolation(_model, model_key, _a, _b, a_id, b_id, alpha, mode, method, n_iter):
-    r = ops.interpolate(_model, _a, _b, alpha, mode=mode, method=method, n_iter=n_iter)
-    sr = _model.sample_rate
-    distances = {"to A": distance(a_id, _a.samples, r.samples, sr), "to B": distance(b_id, _b.samples, r.samples, sr)}
-    return rendered_view(_model, r, distances=distances)
-
-
-@st.cache_data(show_spinner=False, max_entries=RENDER_CACHE)
-def render_xy(_model, model_key, _corners, corner_ids, x, y, pitch, mode, method, n_iter):
-    r = ops.mix_xy(_model, _corners, x, y, pitch=pitch, mode=mode, method=method, n_iter=n_iter)
-    return rendered_view(_model, r)
-
-
-@st.cache_data(show_spinner=False, max_entries=RENDER_CACHE)
-def render_loop(_model, model_key, _seed_sound, seed_id, seconds, temperature, seed, method, n_iter):
-    r = ops.loop(_model, _seed_sound, seconds=seconds, temperature=temperature, seed=seed, method=method,
-                 n_iter=n_iter)
-    return rendered_view(_model, r)
+# Metric values a size smaller than Streamlit's (2.25rem), so "2036 ms" or "13.2 dB" fits a third of
+# the mix column at 1280 px (tests/test_app_browser.py checks nothing is cut short).
+st.html("<style>[data-testid='stMetricValue'], [data-testid='stMetricValue'] * {font-size: 1.5rem !important}</style>")
 
 
 # -- small page pieces ------------------------------------------------------------------------
 def slug(text):
     return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-").lower()[:40] or "sound"
+
+
+def export(label, kind, values, key):
+    """Render the section's job as `specsynth render` would (same files, same names) on request, and
+    offer the zip; it is kept in session state until the job changes."""
+    job = (kind, repr(sorted(values.items())), MODEL_KEY, method, n_iter)
+    if st.button(f"Render {label}", key=f"{key}_go"):
+        try:
+            with st.spinner("Rendering…"):
+                data = job_zip(kind, values, model, source=source_of, method=method, iters=n_iter)
+        except SpecsynthError as exc:
+            st.error(str(exc))
+            return
+        st.session_state[key] = {"job": job, "zip": data}
+    done = st.session_state.get(key)
+    if done and done["job"] == job:
+        st.download_button(f"⬇ Download {values['out']}.zip ({len(done['zip']) / 2**20:.1f} MB)", done["zip"],
+                           file_name=f"specsynth-{values['out']}.zip", mime="application/zip", key=f"{key}_dl",
+                           on_click="ignore")
 
 
 def player(view, *, caption=None, loop=False):
@@ -270,7 +190,7 @@ def interpolate_section():
     except SpecsynthError as exc:
         st.error(str(exc))
         return
-    col_a, col_mix, col_b = st.columns(3)
+    col_a, col_mix, col_b = st.columns([1, 1.5, 1])  # room for the mix's three metrics
     with col_a:
         st.markdown(f"**A** · {SOUNDS[a_id]}")
         show_input(a_id, "A (input)")
@@ -279,6 +199,12 @@ def interpolate_section():
         show_input(b_id, "B (input)")
     with col_mix:
         mix_player(src_a, src_b, a_id, b_id)
+    st.image(interpolation_strip(model, MODEL_KEY, src_a, src_b, a_id, b_id, mode), width="stretch",
+             caption="A → B: the mix at α 0, 0.25, 0.5, 0.75 and 1", output_format="PNG")
+    with st.expander("Export the series (a zip, as `specsynth render` makes it)"):
+        steps = st.number_input("Steps", 2, 33, 5, key="export_steps", help="evenly spaced, A and B included")
+        export("the series", "interpolate", {"a": a_id, "b": b_id, "steps": int(steps), "mode": mode,
+                                             "out": "interpolation"}, "export_interp")
 
 
 @st.fragment
@@ -296,43 +222,56 @@ def mix_player(src_a, src_b, a_id, b_id):
     player(view, caption=f"mix at {alpha:.2f} (decoded, MIDI {view['pitch']})")
     m1, m2, m3 = st.columns(3)
     m1.metric("Render", render_ms(view), help="mix + decode + phase reconstruction (encodings are cached)")
-    m2.metric("Distance to A", f"{view['distances']['to A']:.1f} dB", help="log-mel distance; lower is closer")
-    m3.metric("Distance to B", f"{view['distances']['to B']:.1f} dB", help="log-mel distance; lower is closer")
+    m2.metric("To A", f"{view['distances']['to A']:.1f} dB", help="log-mel distance to A; lower is closer")
+    m3.metric("To B", f"{view['distances']['to B']:.1f} dB", help="log-mel distance to B; lower is closer")
     download(view, f"specsynth-mix-{slug(SOUNDS[a_id])}-{slug(SOUNDS[b_id])}-{alpha:.2f}.wav", "dl_interp")
-
-
-@st.cache_data(show_spinner=False, max_entries=512)
-def pad_png(x, y):
-    return ui.png_bytes(ui.xy_pad_rgb(x, y))
 
 
 def pitch_label(p):
     return "mix (corners' weighted pitch)" if p == "mix" else f"{ui.midi_name(p)} ({p})"
 
 
+def take_pad_click():
+    """Apply the pad's newest click (or drag's release) to the sliders' values, once: the sliders'
+    session state is the one source of truth for the point; the pad only sets it."""
+    value = st.session_state.get("xy_pad")
+    if isinstance(value, dict) and value.get("unix_time") != st.session_state.get("xy_pad_seen"):
+        st.session_state["xy_pad_seen"] = value.get("unix_time")
+        point = ui.pad_click(value, PAD)
+        if point:
+            st.session_state["xy_x"], st.session_state["xy_y"] = point
+
+
 @st.fragment
 def xy_section():
     st.caption("Four corner sounds, like NSynth Super: every point of the pad is a bilinear blend of their "
-               "latents, rendered live.")
-    pad_col, out_col = st.columns(2)
+               "latents, rendered live. Click or drag on the pad (or use the sliders).")
+    for key in ("xy_x", "xy_y"):
+        st.session_state.setdefault(key, 0.5)
+    take_pad_click()
+    pad_col, out_col = st.columns([3, 2])
     # ops.xy_weights order: (0,0) bottom-left, (1,0) bottom-right, (0,1) top-left, (1,1) top-right
     names = ("↙ bottom-left", "↘ bottom-right", "↖ top-left", "↗ top-right")
     defaults = [ui.library_id(p, 60) for p in (0, 73, 40, 89)]
     with pad_col:
-        top = st.columns(2)
-        c_tl = pick_sound(names[2], "xy_c2", defaults[2], container=top[0])
-        c_tr = pick_sound(names[3], "xy_c3", defaults[3], container=top[1])
-        y_col, pad = st.columns([1, 2])
-        y = y_col.slider("y", 0.0, 1.0, 0.5, 0.01, key="xy_y", help="0 is the bottom edge, 1 the top")
-        bottom = st.columns(2)
-        c_bl = pick_sound(names[0], "xy_c0", defaults[0], container=bottom[0])
-        c_br = pick_sound(names[1], "xy_c1", defaults[1], container=bottom[1])
-        x = st.slider("x", 0.0, 1.0, 0.5, 0.01, key="xy_x", help="0 is the left edge, 1 the right")
-        pad.image(pad_png(float(x), float(y)), width=180, output_format="PNG")
-        pad.caption(" · ".join(f"{n.split()[0]} {w:.0%}" for n, w in zip(names, ops.xy_weights(x, y))))
+        top, pad_slot, bottom, sliders = st.columns(2), st.container(), st.columns(2), st.columns(2)
+        ids = {k: pick_sound(names[k], f"xy_c{k}", defaults[k], container=(top + bottom)[(k + 2) % 4])
+               for k in (2, 3, 0, 1)}
+        corner_ids = tuple(ids[k] for k in range(4))
+        x = sliders[0].slider("x", 0.0, 1.0, step=0.01, key="xy_x", help="0 is the left edge, 1 the right")
+        y = sliders[1].slider("y", 0.0, 1.0, step=0.01, key="xy_y", help="0 is the bottom edge, 1 the top")
+        try:
+            thumbs = [corner_thumb(model, MODEL_KEY, c, samples_of(c)) for c in corner_ids]
+        except SpecsynthError as exc:
+            st.error(str(exc))
+            return
+        with pad_slot:
+            streamlit_image_coordinates(pictures.xy_pad_image(x, y, thumbs, [SOUNDS.get(c, c) for c in corner_ids], PAD),
+                                        key="xy_pad", width="stretch", click_and_drag=True, cursor="crosshair",
+                                        png_compression_level=1)
+            st.caption(" · ".join(f"{n.split()[0]} {w:.0%}" for n, w in zip(names, ops.xy_weights(x, y))))
         pitch_choice = st.select_slider("Pitch", options=["mix"] + list(PITCH_RANGE), value="mix", key="xy_pitch",
                                         format_func=pitch_label, help="Play the mixed timbre at another MIDI note.")
-    corner_ids = (c_bl, c_br, c_tl, c_tr)
     with out_col:
         try:
             corners = [source_of(c) for c in corner_ids]
@@ -345,8 +284,16 @@ def xy_section():
         player(view, caption=f"XY mix at ({x:.2f}, {y:.2f})")
         m1, m2 = st.columns(2)
         m1.metric("Render", render_ms(view))
-        m2.metric("Pitch", pitch_label(view["pitch"]) if view["pitch"] < 128 else "unpitched")
+        m2.metric("Pitch", pitch_label(view["pitch"]) if view["pitch"] < 128 else "unpitched",
+                  help="the corners' weighted pitch" if pitch is None else "the pitch picked below the pad")
         download(view, f"specsynth-xy-{x:.2f}-{y:.2f}-{view['pitch']}.wav", "dl_xy")
+        with st.expander("Export a grid (a zip with SFZ instruments, as `specsynth render` makes it)"):
+            res = st.number_input("Resolution", 2, 9, 3, key="export_resolution", help="points per side")
+            notes = st.multiselect("Pitches", list(PITCH_RANGE), [48, 60, 72], key="export_pitches",
+                                   format_func=pitch_label, help="one SFZ instrument per point spans these notes")
+            export("the grid", "grid", {"corners": list(corner_ids), "resolution": int(res), "mode": mode,
+                                        "pitches": sorted(notes) or None, "export": "sfz" if notes else None,
+                                        "out": "pad"}, "export_grid")
 
 
 @st.fragment
@@ -379,6 +326,10 @@ def loop_section():
         m3.metric("Typical flux", f"{view['metrics']['median_flux']:.2f}", help="median spectral change inside")
         download(view, f"specsynth-loop-{slug(SOUNDS.get(seed_id, seed_id))}-{seconds:g}s-t{temperature:.2f}-s{seed}.wav",
                  "dl_loop")
+        with st.expander("Export the loop (a zip, as `specsynth render` makes it)"):
+            export("the loop", "loop", {"seconds": float(seconds), "temperature": float(temperature), "seed": int(seed),
+                                        "seed_sound": None if seed_id == "none" else seed_id, "out": "loop"},
+                   "export_loop")
 
 
 tab_interp, tab_xy, tab_loop = st.tabs(["↔ Interpolate", "✥ XY pad", "∞ Loops"])

@@ -187,14 +187,26 @@ def mix(model, sounds, weights, *, mode="linear", pitch=None, method=phase.DEFAU
     sounds' own pitches.
     """
     started = time.perf_counter()
+    z, w, label = _mixed(model, sounds, weights, mode=mode, pitch=pitch, source_pitch=source_pitch)
+    params = {"weights": [float(x) for x in w], "mode": mode, "pitch": label, "method": method}
+    return _render(model, z, label, method=method, n_iter=n_iter, params=params, started=started)
+
+
+def _mixed(model, sounds, weights, *, mode, pitch, source_pitch):
+    """A mix's latents, normalized weights and pitch label."""
     sources = [encode_sound(model, s, pitch=source_pitch) for s in sounds]
     if len(sources) < 1:
         raise ConfigError("mix needs at least one sound")
     z = mix_latents([s.latents for s in sources], weights, mode=mode)
     w = np.asarray(weights, np.float64) / np.sum(weights)
-    label = mixed_pitch([s.pitch for s in sources], w) if pitch is None else model.pitch_label(pitch)
-    params = {"weights": [float(x) for x in w], "mode": mode, "pitch": label, "method": method}
-    return _render(model, z, label, method=method, n_iter=n_iter, params=params, started=started)
+    return z, w, mixed_pitch([s.pitch for s in sources], w) if pitch is None else model.pitch_label(pitch)
+
+
+def mix_frames(model, sounds, weights, *, mode="linear", pitch=None, source_pitch="auto"):
+    """The decoder's dB frames ``[time, F]`` of :func:`mix`, without phase reconstruction (for
+    pictures: a fraction of a render's time)."""
+    z, _, label = _mixed(model, sounds, weights, mode=mode, pitch=pitch, source_pitch=source_pitch)
+    return model.decode(z, pitch=label)
 
 
 def interpolate(model, a, b, alpha, **kwargs):

@@ -1,5 +1,5 @@
 """Helpers for user interfaces (the Streamlit app, notebooks): the sound library, uploads,
-WAV bytes and pictures.
+WAV bytes, the XY pad's clicks and export jobs; pictures come from :mod:`specsynth.pictures`.
 
 Nothing here imports Streamlit or TensorFlow, so every function can be tested on its own
 (tests/test_app.py) and the app stays a thin layer over :mod:`specsynth.ops`.
@@ -19,6 +19,7 @@ import soundfile as sf
 from specsynth import audio
 from specsynth.errors import SpecsynthError
 from specsynth.limits import GMNote, is_gm, parse_gm
+from specsynth.pictures import PadLayout
 from specsynth.soundfont import GM_PROGRAMS
 
 # -- the bundled sound library ----------------------------------------------------------------
@@ -147,73 +148,20 @@ def wav_bytes(samples, sample_rate):
     return buf.getvalue()
 
 
-# A perceptually ordered dark-to-light map (anchors of matplotlib's "magma"), kept here so the app
-# needs no plotting library.
-_MAGMA = np.array([[0, 0, 4], [28, 16, 68], [79, 18, 123], [129, 37, 129], [181, 54, 122],
-                   [229, 80, 100], [251, 135, 97], [254, 194, 135], [252, 253, 191]], np.float32)
-_LUT = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_MAGMA)), _MAGMA[:, c])
-                 for c in range(3)], axis=1).astype(np.uint8)
+# -- the XY pad -------------------------------------------------------------------------------
+def pad_click(value, layout=PadLayout()):
+    """The pad's (x, y) for a value of the pad component (streamlit-image-coordinates), or None.
 
-
-def spectrogram_rgb(frames, config, *, height=160, fmin=40.0, top_db=80.0):
-    """dB frames ``[time, F]`` -> an RGB uint8 image ``[height, time, 3]``, low frequencies at the bottom.
-
-    STFT frames are shown on a log-frequency axis (``fmin`` .. Nyquist), which is how pitch and
-    timbre read; mel frames are already perceptually spaced and are shown as they are.
+    A click is ``{x, y, width, height, unix_time}`` in pixels of the picture as shown (which may be
+    scaled); a drag (``click_and_drag``) gives the press as x1, y1 and the release as x2, y2, and
+    the point goes where the mouse was released.
     """
-    frames = np.asarray(frames, np.float32)
-    if frames.ndim != 2 or frames.shape[0] == 0:
-        frames = np.full((1, max(1, frames.shape[-1] if frames.ndim else 1)), config.db_floor, np.float32)
-    n_bins = frames.shape[1]
-    if config.representation == "stft":
-        nyquist = config.sample_rate / 2
-        freqs = np.geomspace(fmin, nyquist, height)
-        rows = np.clip(np.round(freqs / nyquist * (n_bins - 1)).astype(int), 0, n_bins - 1)
-    else:
-        rows = np.clip(np.round(np.linspace(0, n_bins - 1, height)).astype(int), 0, n_bins - 1)
-    img = frames[:, rows[::-1]].T  # [height, time], highest frequency first
-    peak = float(img.max())
-    lo = max(peak - top_db, float(config.db_floor))
-    scaled = np.clip((img - lo) / max(peak - lo, 1e-6), 0.0, 1.0)
-    return _LUT[(scaled * 255).astype(np.uint8)]
-
-
-def png_bytes(rgb, *, width=None):
-    """An RGB uint8 image -> PNG bytes, stretched to ``width`` pixels if given."""
-    from PIL import Image
-
-    img = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
-    if width and img.width != width:
-        img = img.resize((int(width), img.height), Image.BILINEAR)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=1)  # speed over size: these are made while playing
-    return buf.getvalue()
-
-
-def spectrogram_png(frames, config, *, width=480, height=160):
-    """dB frames ``[time, F]`` -> PNG bytes of :func:`spectrogram_rgb`, ``width`` x ``height`` pixels."""
-    return png_bytes(spectrogram_rgb(frames, config, height=height), width=width)
-
-
-# Corner colours of the XY pad, in ops.xy_weights order: (0,0), (1,0), (0,1), (1,1).
-PAD_COLOURS = np.array([[66, 133, 244], [52, 168, 83], [251, 188, 5], [234, 67, 53]], np.float32)
-
-
-def xy_pad_rgb(x, y, *, size=180):
-    """A picture of the XY pad: corner colours blended bilinearly, a cross-hair at (x, y).
-
-    y grows upwards, as in :func:`specsynth.ops.xy_weights` (corner (0, 1) is top-left).
-    """
-    u = np.linspace(0.0, 1.0, size)[None, :, None]  # x, left to right
-    v = np.linspace(1.0, 0.0, size)[:, None, None]  # y, top to bottom
-    c = PAD_COLOURS
-    img = ((1 - u) * (1 - v) * c[0] + u * (1 - v) * c[1] + (1 - u) * v * c[2] + u * v * c[3])
-    img = 0.55 * img + 0.45 * 255  # pastel, so the cross-hair stands out
-    col = int(round(float(x) * (size - 1)))
-    row = int(round((1.0 - float(y)) * (size - 1)))
-    img[row, :, :] = 90
-    img[:, col, :] = 90
-    r = max(3, size // 30)
-    yy, xx = np.ogrid[:size, :size]
-    img[(yy - row) ** 2 + (xx - col) ** 2 <= r * r] = (20, 20, 20)
-    return img.astype(np.uint8)
+    if not isinstance(value, dict):
+        return None
+    px, py = (value.get("x2"), value.get("y2")) if "x2" in value else (value.get("x"), value.get("y"))
+    if px is None or py is None:
+        return None
+    full_w, full_h = layout.size
+    scale_x = full_w / float(value.get("width") or full_w)
+    scale_y = full_h / float(value.get("height") or full_h)
+    return layout.point(float(px) * scale_x, float(py) * scale_y)

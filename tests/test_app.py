@@ -2,20 +2,22 @@
 
 AppTest runs apps/specsynth_app.py like a browser session would (widgets set, script rerun) and
 exposes what the page shows. Players and pictures are media URLs named by a hash of their bytes,
-so "the audio changed" is "the URL changed". The upload checks also run on the pure handler in
-specsynth/ui.py, once per kind of bad file.
+so "the audio changed" is "the URL changed". The pure helpers behind the page (the upload
+handler, pictures, the pad's clicks) are tested on their own in tests/test_ui.py.
 """
 from __future__ import annotations
 
 import io
+import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from conftest import REPO, SR, harmonic_tone
-from specsynth import phase
+from specsynth import phase, pictures
 from specsynth import ui
+from test_ui import wav
 from tiny_model import tiny_bundle_fixture
 
 pytest.importorskip("streamlit")
@@ -25,12 +27,6 @@ APP = str(REPO / "apps" / "specsynth_app.py")
 TIMEOUT = 180  # the first run loads TensorFlow and compiles the phase kernels; reruns take well under 1 s
 
 tiny_bundle = tiny_bundle_fixture()
-
-
-def wav(x, sr=SR, subtype="PCM_16"):
-    buf = io.BytesIO()
-    sf.write(buf, np.asarray(x), sr, format="WAV", subtype=subtype)
-    return buf.getvalue()
 
 
 def audio_urls(at):
@@ -45,9 +41,24 @@ def metric(at, label):
     return [m.value for m in at.metric if m.label == label]
 
 
+def pad_picture(at):
+    """The pad component's picture (a data URL of the PNG it shows)."""
+    import json
+
+    [pad] = [e for e in at.get("component_instance") if e.proto.id.endswith("-xy_pad")]
+    return json.loads(pad.proto.json_args)["src"]
+
+
 def assert_clean(at):
     assert not at.exception, [e.message for e in at.exception]
     assert not at.error, [e.value for e in at.error]
+
+
+@pytest.fixture(autouse=True)
+def keep_main_module(monkeypatch):
+    """AppTest installs the app as sys.modules["__main__"] and leaves it there: processes spawned
+    later in the session (render workers in tests/test_render.py) would run the app as they start."""
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
 
 
 @pytest.fixture
@@ -75,11 +86,13 @@ def test_every_section_renders(app):
     # A, B and the mix; the XY pad; the loop: every player is a WAV file
     urls = audio_urls(app)
     assert len(urls) == 5 and all(u.endswith(".wav") for u in urls)
-    # spectrograms of A, mix, B, the XY mix and the loop, plus the pad picture
+    # spectrograms of A, mix, B, the interpolation strip, the XY mix and the loop
     assert len(image_urls(app)) == 6
+    assert pad_picture(app).startswith("data:image/png;base64,")  # the pad: a clickable picture
     assert {b.key for b in app.download_button} == {"dl_interp", "dl_xy", "dl_loop"}
+    assert {b.key for b in app.button} >= {"export_interp_go", "export_grid_go", "export_loop_go"}
     assert len(metric(app, "Render")) == 3
-    assert metric(app, "Distance to A") and metric(app, "Distance to B")
+    assert metric(app, "To A") and metric(app, "To B")
     sidebar = app.sidebar
     assert sidebar.selectbox(key="phase_method").value == phase.DEFAULT_METHOD
     assert sidebar.slider(key=f"phase_iters_{phase.DEFAULT_METHOD}").value == phase.DEFAULT_ITERS[phase.DEFAULT_METHOD]
@@ -88,7 +101,7 @@ def test_every_section_renders(app):
 
 def test_interpolate_slider_renders_a_new_mix(app, model_env):
     before_audio, before_images = audio_urls(app), image_urls(app)
-    before_distances = metric(app, "Distance to A") + metric(app, "Distance to B")
+    before_distances = metric(app, "To A") + metric(app, "To B")
     app.slider(key="interp_mix").set_value(0.9).run()
     assert_clean(app)
     after_audio, after_images = audio_urls(app), image_urls(app)
@@ -98,7 +111,7 @@ def test_interpolate_slider_renders_a_new_mix(app, model_env):
     assert after_images[1] != before_images[1]
     assert any("10% A + 90% B" in m.value for m in app.markdown)
     # the distances shown are those of the new mix (a tiny model may barely move them)
-    assert metric(app, "Distance to A") + metric(app, "Distance to B") == expected_distances(model_env, 0.9)
+    assert metric(app, "To A") + metric(app, "To B") == expected_distances(model_env, 0.9)
     assert len(before_distances) == 2
     # a different pair of sounds
     app.selectbox(key="interp_b").set_value(ui.library_id(40, 48)).run()
@@ -144,6 +157,104 @@ def test_xy_pad_position_and_pitch(app):
     # a corner swapped for another sound
     app.selectbox(key="xy_c1").set_value(ui.library_id(33, 48)).run()
     assert_clean(app)
+
+
+def click(at, x, y, *, scale=1.25, drag_from=None):
+    """The pad component's value for a click at the pad's (x, y), the picture shown ``scale`` times
+    its size (as the browser sends it: pixels of the shown picture), or a drag released there."""
+    layout = pictures.PadLayout()
+    w, h = layout.size
+    px, py = (layout.side + x * (layout.pad - 1)) * scale, (1 - y) * (layout.pad - 1) * scale
+    value = {"x": px, "y": py}
+    if drag_from:
+        value = {"x1": drag_from[0], "y1": drag_from[1], "x2": px, "y2": py}
+    at.session_state["xy_pad"] = {**value, "width": w * scale, "height": h * scale,
+                                  "unix_time": at.session_state["xy_pad_seen"] + 1
+                                  if "xy_pad_seen" in at.session_state else 1}
+    return at.run()
+
+
+def test_a_pad_click_moves_the_point_and_plays_it(app):
+    mix, audio, picture = audio_urls(app)[1], audio_urls(app)[3], pad_picture(app)
+    click(app, 0.25, 0.75)
+    assert_clean(app)
+    # the click set the sliders (one source of truth), the point was drawn there, new audio came
+    assert (app.slider(key="xy_x").value, app.slider(key="xy_y").value) == (0.25, 0.75)
+    assert any(m.value == "**Pad** at x=0.25, y=0.75" for m in app.markdown)
+    assert pad_picture(app) != picture and audio_urls(app)[3] != audio
+    # ↖ is (0, 1): y grows upwards
+    assert any("↖ 56%" in c.value for c in app.caption), [c.value for c in app.caption]
+    # the other sections were not rendered again
+    assert audio_urls(app)[1] == mix
+    # a slider moves the point; the old click is not applied again
+    clicked = pad_picture(app)
+    app.slider(key="xy_x").set_value(0.9).run()
+    assert_clean(app)
+    assert app.slider(key="xy_x").value == 0.9 and app.slider(key="xy_y").value == 0.75
+    assert pad_picture(app) != clicked
+    # a drag puts the point where the mouse was released; outside the pad it stops at the edge
+    click(app, 1.4, 0.1, drag_from=(10, 10))
+    assert_clean(app)
+    assert (app.slider(key="xy_x").value, app.slider(key="xy_y").value) == (1.0, 0.1)
+
+
+def test_export_zip_matches_specsynth_render(app, model_env, tmp_path):
+    """The XY tab's export: the files `specsynth render` makes for the same grid job."""
+    import zipfile
+
+    from specsynth.render import run_manifest
+
+    app.number_input(key="export_resolution").set_value(2)
+    app.multiselect(key="export_pitches").set_value([60, 72])
+    app.button(key="export_grid_go").click().run()
+    assert_clean(app)
+    assert [b.label for b in app.download_button if b.key == "export_grid_dl"][0].startswith("⬇ Download pad.zip")
+    got = zipfile.ZipFile(io.BytesIO(app.session_state["export_grid"]["zip"]))
+    corners = [app.selectbox(key=f"xy_c{k}").value for k in range(4)]
+    method = phase.DEFAULT_METHOD
+    manifest = tmp_path / "pad.toml"
+    manifest.write_text(f'''[defaults]
+model = "{model_env}"
+method = "{method}"
+iters = {phase.DEFAULT_ITERS[method]}
+
+[[job]]
+kind = "grid"
+corners = {corners!r}
+resolution = 2
+pitches = [60, 72]
+export = "sfz"
+out = "pad"
+'''.replace("'", '"'))
+    assert run_manifest(manifest, outdir=tmp_path / "out") == 0
+    made = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*")
+                  if p.is_file() and p.parent != tmp_path / "out")
+    assert sorted(got.namelist()) == made and len(made) == 2 * 4 + 4  # 8 samples, 4 instruments
+    for name in made:
+        if name.endswith(".sfz"):
+            assert got.read(name) == (tmp_path / "out" / name).read_bytes()
+        else:
+            ours, sr = sf.read(io.BytesIO(got.read(name)), dtype="float32")
+            theirs, sr2 = sf.read(tmp_path / "out" / name, dtype="float32")
+            assert sr == sr2 and ours.shape == theirs.shape
+            np.testing.assert_allclose(ours, theirs, atol=1.5 / 32768)
+
+
+def test_series_and_loop_exports_are_named_as_render_names_them(app):
+    import zipfile
+
+    app.number_input(key="export_steps").set_value(3)
+    app.button(key="export_interp_go").click().run()
+    app.button(key="export_loop_go").click().run()
+    assert_clean(app)
+    names = {key: zipfile.ZipFile(io.BytesIO(app.session_state[key]["zip"])).namelist()
+             for key in ("export_interp", "export_loop")}
+    assert names == {"export_interp": [f"interpolation/step_0{i}.wav" for i in range(3)],
+                     "export_loop": ["loop.wav"]}
+    # a changed job hides the old zip until it is rendered again
+    assert "export_loop_dl" in {b.key for b in app.download_button}
+    app.slider(key="loop_seconds").set_value(2.0).run()
+    assert "export_loop_dl" not in {b.key for b in app.download_button}
 
 
 def test_loop_controls(app):
@@ -256,67 +367,3 @@ def test_bad_model_shows_one_error_line(tmp_path, monkeypatch):
     monkeypatch.setenv("SPECSYNTH_MODEL", str(tmp_path / "half"))
     at.run()
     assert not at.exception and len(at.error) == 1 and "incomplete bundle" in at.error[0].value
-
-
-# -- the upload handler, one bad input at a time ----------------------------------------------
-
-
-def read(data, name="sound.wav", **kwargs):
-    return ui.read_upload(data, name, sample_rate=SR, **kwargs)
-
-
-def test_read_upload_accepts_audio_and_resamples():
-    result = read(wav(harmonic_tone(220.0, seconds=0.5, sr=44100), sr=44100), "take 1.wav")
-    assert result.ok and result.error is None
-    assert result.samples.dtype == np.float32 and len(result.samples) == SR // 2
-    assert 0.8 < np.max(np.abs(result.samples)) <= 1.0  # peak-normalized like library notes
-
-
-@pytest.mark.parametrize("case, expected", [
-    ("not audio", "not a readable audio file"),
-    ("empty", "the file is empty"),
-    ("no samples", "contains no samples"),
-    ("too long", "is 31.0 s long; the limit is 30 s"),
-    ("too large", "uploads are limited to 10 MB"),
-    ("nan", "contains NaN or infinite samples"),
-    ("silent", "the audio is silent"),
-])
-def test_read_upload_rejects_bad_input_with_one_line(case, expected):
-    data = {
-        "not audio": lambda: b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk" * 4,
-        "empty": lambda: b"",
-        "no samples": lambda: wav(np.zeros(0, np.float32)),
-        "too long": lambda: wav(np.zeros(31 * 4000, np.float32) + 0.1, sr=4000),
-        "too large": lambda: b"\0" * (ui.MAX_UPLOAD_BYTES + 1),
-        "nan": lambda: wav(np.full(1000, np.nan, np.float32), subtype="FLOAT"),
-        "silent": lambda: wav(np.zeros(SR, np.float32)),
-    }[case]()
-    result = read(data, "upload.wav")
-    assert not result.ok and result.samples is None
-    assert result.error.startswith("upload.wav: ") and expected in result.error, result.error
-    assert "\n" not in result.error and "specsynth-upload-" not in result.error
-
-
-def test_wav_bytes_keep_the_level():
-    x = 0.25 * np.sin(np.linspace(0, 200, SR)).astype(np.float32)
-    y, sr = sf.read(io.BytesIO(ui.wav_bytes(x, SR)), dtype="float32")
-    info = sf.info(io.BytesIO(ui.wav_bytes(x, SR)))
-    assert sr == SR and info.subtype == "PCM_16"
-    assert abs(np.max(np.abs(y)) - np.max(np.abs(x))) < 1e-3  # not rescaled to full scale
-    # a render above full scale is turned down as a whole, not clipped
-    loud, _ = sf.read(io.BytesIO(ui.wav_bytes(4 * x, SR)), dtype="float32")
-    np.testing.assert_allclose(loud, y / np.max(np.abs(y)) * np.max(np.abs(loud)), atol=2e-4)
-    assert 0.99 < np.max(np.abs(loud)) <= 1.0
-
-
-def test_spectrogram_picture(config):
-    from specsynth import spectral
-
-    frames = spectral.analyze(harmonic_tone(440.0, seconds=0.5), config)
-    rgb = ui.spectrogram_rgb(frames, config, height=120)
-    assert rgb.shape == (120, len(frames), 3) and rgb.dtype == np.uint8
-    # the tone's energy is low on a log axis: the bottom half is brighter than the top rows
-    assert rgb[60:].mean() > rgb[:20].mean()
-    png = ui.spectrogram_png(frames, config, width=300, height=100)
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert ui.xy_pad_rgb(0.25, 0.75, size=64).shape == (64, 64, 3)

@@ -1,7 +1,8 @@
 """The Streamlit app in a real browser: `streamlit run` as a server, headless Chromium as the user.
 
-Moves the interpolation slider with the keyboard, as a person would, and checks that the page
-gets a new player (a new <audio> source). Needs Debian's chromium and chromium-driver
+Moves the interpolation slider with the keyboard and clicks the XY pad, as a person would, and
+checks that the page gets a new player (a new <audio> source); checks at 1280 and 1920 px wide
+that no metric is cut short (screenshots beside the test's tmp_path). Needs Debian's chromium and chromium-driver
 (scripts/install_browser.sh, run by `make install`) and the selenium package; when either is
 missing the test fails with the reason rather than being skipped.
 """
@@ -139,6 +140,31 @@ def wait_for(condition, timeout, what, log):
     pytest.fail(f"timed out after {timeout} s waiting for {what}\nserver log:\n{log_tail(log)}", pytrace=False)
 
 
+def players_ready(browser, log):
+    """Wait for all five players (A, mix, B, XY pad, loop); return the set of their sources."""
+    from selenium.webdriver.common.by import By
+
+    def sources():
+        return {a.get_attribute("src") for a in browser.find_elements(By.TAG_NAME, "audio")} - {None, ""}
+
+    def error():
+        return browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"], [data-testid="stAlert"]')
+
+    wait_for(lambda: len(sources()) >= 5 or error(), PAGE_LOAD_S, "the app's five players", log)
+    assert not error(), error()[0].text
+    return sources
+
+
+def open_tab(browser, label, log):
+    from selenium.webdriver.common.by import By
+
+    def tab():
+        return [t for t in browser.find_elements(By.CSS_SELECTOR, '[role="tab"], [data-testid="stTab"]')
+                if label in t.text]
+
+    wait_for(tab, 10, f"the {label} tab", log)[0].click()
+
+
 def test_moving_the_mix_slider_in_a_browser_plays_a_new_mix(chromium, server, browser):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -146,16 +172,7 @@ def test_moving_the_mix_slider_in_a_browser_plays_a_new_mix(chromium, server, br
 
     url, log = server
     browser.get(url)
-
-    def audio_sources():
-        return {a.get_attribute("src") for a in browser.find_elements(By.TAG_NAME, "audio")} - {None, ""}
-
-    def page_error():
-        return browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"], [data-testid="stAlert"]')
-
-    # the page is ready when every player is there: A, mix, B, XY pad and loop
-    wait_for(lambda: len(audio_sources()) >= 5 or page_error(), PAGE_LOAD_S, "the app's five players", log)
-    assert not page_error(), page_error()[0].text
+    audio_sources = players_ready(browser, log)
     before = audio_sources()
     assert all(src.startswith(f"{url}/media/") and src.endswith(".wav") for src in before), before
 
@@ -185,7 +202,79 @@ def test_moving_the_mix_slider_in_a_browser_plays_a_new_mix(chromium, server, br
         return "45% A + 55% B" in body and audio_sources() - before
 
     new = wait_for(mix_rerendered, RERENDER_S, "the mix at 0.55 with a new <audio> source", log)
-    assert not page_error()
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"], [data-testid="stAlert"]')
     # only the mix was rendered again: A, B, the XY pad and the loop keep their players
     now = audio_sources()
     assert len(new) == 1 and len(now) == 5 and len(now & before) == 4, (before, now)
+
+
+# Every metric's value, as the app formats it; a value the page cut short ("958…") fails the match.
+METRIC_VALUES = {"Render": r"\d+ ms", "To A": r"-?\d+\.\d dB", "To B": r"-?\d+\.\d dB",
+                 "Pitch": r"([A-G]#?-?\d \(\d+\)|unpitched)", "Seam flux": r"\d+\.\d\d", "Typical flux": r"\d+\.\d\d"}
+CUT_JS = """
+return Array.from(document.querySelectorAll('[data-testid="stMetric"]')).filter(m => m.offsetParent !== null)
+  .map(m => ({label: m.querySelector('[data-testid="stMetricLabel"]').innerText.trim(),
+              value: m.querySelector('[data-testid="stMetricValue"]').innerText.trim(),
+              cut: Array.from(m.querySelectorAll('*')).filter(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)
+                     .map(e => e.innerText)}));
+"""
+
+
+def test_metrics_fit_at_1280_and_1920_px(chromium, server, browser, tmp_path):
+    import re
+
+    url, log = server
+    browser.set_window_size(1280, 1000)
+    browser.get(url)
+    players_ready(browser, log)
+    for width in (1280, 1920):
+        browser.set_window_size(width, 1000)
+        time.sleep(0.5)
+        seen = []
+        for tab in ("Interpolate", "XY pad", "Loops"):
+            open_tab(browser, tab, log)
+            metrics = wait_for(lambda: browser.execute_script(CUT_JS), 10, f"the metrics of {tab}", log)
+            browser.save_screenshot(str(tmp_path / f"app-{width}px-{tab.replace(' ', '-')}.png"))
+            for m in metrics:
+                # the text the page shows is the whole value, and nothing in the metric overflows its box
+                assert m["label"] in METRIC_VALUES, m
+                assert re.fullmatch(METRIC_VALUES[m["label"]], m["value"]) and "…" not in m["value"], (width, m)
+                assert not m["cut"], (width, m)
+            seen += [m["label"] for m in metrics]
+        assert sorted(seen) == sorted(["Render"] * 3 + ["To A", "To B", "Pitch", "Seam flux", "Typical flux"]), seen
+
+
+def test_clicking_the_pad_in_a_browser_plays_the_new_point(chromium, server, browser, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    from specsynth.pictures import PadLayout
+
+    url, log = server
+    browser.get(url)
+    sources = players_ready(browser, log)
+    before = sources()
+    open_tab(browser, "XY pad", log)
+    frame = wait_for(lambda: [f for f in browser.find_elements(By.TAG_NAME, "iframe")
+                              if "image_coordinates" in (f.get_attribute("title") or "") and f.is_displayed()
+                              and f.size["height"] > 50], 30, "the pad", log)[0]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", frame)
+    browser.save_screenshot(str(tmp_path / "pad.png"))
+    # the picture fills the frame's width from its top-left corner; offsets are from the frame's centre
+    layout, w, h = PadLayout(), frame.size["width"], frame.size["height"]
+    scale = w / layout.size[0]
+    px, py = (layout.side + 0.25 * (layout.pad - 1)) * scale, 0.25 * (layout.pad - 1) * scale  # (0.25, 0.75)
+    ActionChains(browser).move_to_element_with_offset(frame, round(px - w / 2), round(py - h / 2)).click().perform()
+
+    import re
+
+    def moved():
+        found = re.search(r"Pad at x=([\d.]+), y=([\d.]+)", browser.find_element(By.TAG_NAME, "body").text)
+        point = found and (float(found.group(1)), float(found.group(2)))
+        return point and point != (0.5, 0.5) and sources() - before and point
+
+    x, y = wait_for(moved, RERENDER_S, "the pad's point to move and a new <audio> source", log)
+    assert abs(x - 0.25) <= 0.02 and abs(y - 0.75) <= 0.02, (x, y)
+    # only the XY mix was rendered again
+    now = sources()
+    assert len(now) == 5 and len(now & before) == 4, (before, now)

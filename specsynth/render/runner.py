@@ -60,12 +60,16 @@ def _source(model, spec):
     return _SOURCES[key]
 
 
-def render_item(item, outdir):
-    """Render one audio item and write it atomically; returns its metrics dict."""
+def render_item(item, outdir, *, model=None, source=None):
+    """Render one audio item and write it atomically; returns its metrics dict.
+
+    ``model`` and ``source(spec)`` (an encoded sound) default to the bundle the item's settings
+    name and this process's encodings of its sound specs; the app passes its own.
+    """
     started = time.perf_counter()
     s = item.settings
-    model = _load_model(s["model"])
-    r = KINDS[item.kind].render(model, item, lambda spec: _source(model, spec),
+    model = model or _load_model(s["model"])
+    r = KINDS[item.kind].render(model, item, source or (lambda spec: _source(model, spec)),
                                 {"method": s["method"], "n_iter": s["iters"]})
     samples, rate = r.samples, model.sample_rate
     if s["sample_rate"] and s["sample_rate"] != rate:
