@@ -155,6 +155,8 @@ def build_parser():
     p.add_argument("--dry-run", action="store_true", help="validate and list what would be rendered")
     p.add_argument("--model", default=None, help="use this bundle for every job (overrides the manifest)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--wait", action="store_true",
+                   help="if another render is writing into OUTDIR, wait for it (default: refuse)")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("app", help="start the Streamlit app")
@@ -286,6 +288,8 @@ def cmd_encode(args):
     if out.suffix != ".npy":
         raise SpecsynthError(f"{out}: the output must be a .npy file")
     pitch = _pitch_arg(args.pitch)
+    refuse_existing(out, args.overwrite)
+    audio.check_input(args.input)  # a bad input or output is refused before the model loads
     model = _load_model(args.model)
     samples, _ = audio.load(args.input, sample_rate=model.sample_rate)
     z = model.encode(samples, pitch=pitch)
@@ -299,13 +303,15 @@ def cmd_encode(args):
 
 def cmd_decode(args):
     from . import audio
+    from .model.bundle import check_bundle
     from .ops import read_latents
 
     limits.check_iters(args.iters, "--iters")
     pitch = _int_arg(args.pitch, "--pitch")
     _refuse_existing([args.out], args.overwrite)
+    # the latents are checked before the model loads (the bundle's config alone gives their rate)
+    z = read_latents(args.input, frame_rate=check_bundle(args.model)["config"].frame_rate)
     model = _load_model(args.model)
-    z = read_latents(args.input, frame_rate=model.frame_rate)
     if z.shape[1] != model.z_dim:
         raise SpecsynthError(f"{args.input}: expected a [time, {model.z_dim}] array for this model, got shape {z.shape}")
     y = model.synthesize(z, pitch=pitch, method=args.method, n_iter=args.iters)
@@ -328,11 +334,12 @@ def cmd_interpolate(args):
 
     limits.check_iters(args.iters, "--iters")
     limits.check_steps(args.steps, "--steps")
-    outdir = check_writable_dir(args.outdir)
+    outdir = Path(args.outdir)
     outs = [outdir / f"{Path(args.a).stem}_to_{Path(args.b).stem}_{i:02d}.wav" for i in range(args.steps)]
     _refuse_existing(outs, args.overwrite)
     model = _load_model(args.model)
     a, b = ops.encode_sound(model, args.a), ops.encode_sound(model, args.b)
+    check_writable_dir(outdir)  # made once the model and the sounds proved usable: no empty folder left
     series = ops.interpolate_series(model, a, b, args.steps, mode=args.mode, pitch=_render_pitch_arg(args),
                                     method=args.method, n_iter=args.iters)
     for path, r in zip(outs, series):
@@ -383,7 +390,7 @@ def cmd_render(args):
     from .render import run_manifest
 
     return run_manifest(args.manifest, outdir=args.outdir, workers=args.workers, dry_run=args.dry_run,
-                        overwrite=args.overwrite, model_override=args.model)
+                        overwrite=args.overwrite, model_override=args.model, wait=args.wait)
 
 
 def cmd_app(args):
