@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __version__, limits
 from .errors import SpecsynthError, from_os_error
-from .files import atomic_output, check_writable_dir, refuse_existing, shipped
+from .files import atomic_output, check_writable_dir, output_folder, refuse_existing, shipped
 
 PHASE_METHODS = ("griffinlim", "fgla", "lws", "lws+fgla")
 
@@ -218,13 +218,13 @@ def cmd_reconstruct(args):
     for path in args.inputs:
         audio.load(path, max_seconds=args.max_seconds)
     outs = output_paths(args.inputs, args.outdir, overwrite=args.overwrite)
-    check_writable_dir(args.outdir)
-    bar = tqdm(list(zip(args.inputs, outs)), disable=len(outs) < 4, unit="file", file=sys.stderr)
-    for src, dst in bar:
-        r = reconstruct_file(src, dst, method=args.method, n_iter=args.iters, overwrite=args.overwrite,
-                             max_seconds=args.max_seconds, normalize=args.normalize)
-        line = f"{r['output']}\tspectral convergence {r['spectral_convergence_db']:.1f} dB"
-        (bar.write if not bar.disable else print)(line)
+    with output_folder(args.outdir):
+        bar = tqdm(list(zip(args.inputs, outs)), disable=len(outs) < 4, unit="file", file=sys.stderr)
+        for src, dst in bar:
+            r = reconstruct_file(src, dst, method=args.method, n_iter=args.iters, overwrite=args.overwrite,
+                                 max_seconds=args.max_seconds, normalize=args.normalize)
+            line = f"{r['output']}\tspectral convergence {r['spectral_convergence_db']:.1f} dB"
+            (bar.write if not bar.disable else print)(line)
     return 0
 
 
@@ -334,17 +334,16 @@ def cmd_interpolate(args):
 
     limits.check_iters(args.iters, "--iters")
     limits.check_steps(args.steps, "--steps")
-    outdir = Path(args.outdir)
-    outs = [outdir / f"{Path(args.a).stem}_to_{Path(args.b).stem}_{i:02d}.wav" for i in range(args.steps)]
-    _refuse_existing(outs, args.overwrite)
-    model = _load_model(args.model)
-    a, b = ops.encode_sound(model, args.a), ops.encode_sound(model, args.b)
-    check_writable_dir(outdir)  # made once the model and the sounds proved usable: no empty folder left
-    series = ops.interpolate_series(model, a, b, args.steps, mode=args.mode, pitch=_render_pitch_arg(args),
-                                    method=args.method, n_iter=args.iters)
-    for path, r in zip(outs, series):
-        audio.write(path, audio.normalize_audio(r.samples), r.sample_rate, overwrite=args.overwrite)
-        print(f"{path}\talpha {r.params['alpha']:.2f}\tpitch {r.pitch}")
+    with output_folder(args.outdir) as outdir:
+        outs = [outdir / f"{Path(args.a).stem}_to_{Path(args.b).stem}_{i:02d}.wav" for i in range(args.steps)]
+        _refuse_existing(outs, args.overwrite)
+        model = _load_model(args.model)
+        a, b = ops.encode_sound(model, args.a), ops.encode_sound(model, args.b)
+        series = ops.interpolate_series(model, a, b, args.steps, mode=args.mode, pitch=_render_pitch_arg(args),
+                                        method=args.method, n_iter=args.iters)
+        for path, r in zip(outs, series):
+            audio.write(path, audio.normalize_audio(r.samples), r.sample_rate, overwrite=args.overwrite)
+            print(f"{path}\talpha {r.params['alpha']:.2f}\tpitch {r.pitch}")
     return 0
 
 

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import OutputError, SpecsynthError, os_reason
@@ -200,6 +201,25 @@ def shipped(name):
     if checkout.exists():
         return checkout
     return Path(sys.prefix) / "share" / "specsynth" / name
+
+
+@contextmanager
+def output_folder(folder):
+    """Context manager: :func:`check_writable_dir` for a command's output folder, yielding it; if
+    the command then fails, the folders this made are removed again while they are empty, so an
+    error (a bad model, a full disk) leaves no empty folder behind."""
+    folder = Path(folder)
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    check_writable_dir(folder)
+    try:
+        yield folder
+    except BaseException:
+        for path in made:
+            try:
+                path.rmdir()
+            except OSError:
+                break
+        raise
 
 
 def check_writable_dir(folder):

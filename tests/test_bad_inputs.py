@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +60,7 @@ ODD_NPY = {
 PITCH_JOB = '[[job]]\nkind = "pitch"\nmodel = "{model}"\nsound = "gm:0:60:1"\npitches = {pitches}\nout = "{out}"\n'
 
 
-def manifest(path, *jobs, head=f'[defaults]\nmethod = "griffinlim"\niters = 2\n\n'):
+def manifest(path, *jobs, head='[defaults]\nmethod = "griffinlim"\niters = 2\n\n'):
     path.write_text(head + "\n".join(jobs))
     return path
 
@@ -199,3 +198,238 @@ def test_bad_input(ws, tiny_bundle, tmp_path, args, words):
     assert "System error" not in lines[0]
     assert tree(out) == {}, "the failed command left files or folders behind"
     assert tree(ws) == before, "the failed command changed its inputs"
+
+
+# -- a full disk ---------------------------------------------------------------------------------
+
+FULL = {
+    "encode": "encode {ws}/x.wav -o {full}/z.npy --pitch 60 --model {tiny}",
+    "decode": "decode {ws}/z.npy -o {full}/y.wav --pitch 60 --model {tiny} " + FAST,
+    "loop": "loop -o {full}/l.wav --seconds 1 --model {tiny} " + FAST,
+    "reconstruct": "reconstruct {ws}/x.wav -o {full}/r " + FAST,
+    "interpolate": "interpolate {ws}/x.wav {ws}/x.wav -o {full}/i --steps 2 --model {tiny} " + FAST,
+    "render": "render {ws}/good.toml -o {full}/r",
+}
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 kB tmpfs filled to the last byte (root, where mounting is permitted; else skipped)."""
+    folder = tmp_path / "full"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        with open(folder / "filler", "wb") as fh:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+    except OSError:
+        pass
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+@pytest.mark.parametrize("command", list(FULL))
+def test_full_disk(ws, tiny_bundle, full_disk, command):
+    before = tree(full_disk)
+    result = run_cli(*FULL[command].format(ws=ws, full=full_disk, tiny=tiny_bundle).split())
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "the disk is full" in result.stderr
+    assert tree(full_disk) == before
+
+
+# -- signals, kills and resuming -------------------------------------------------------------------
+
+
+def processes():
+    """{pid: (parent pid, state)} of every process, read from /proc."""
+    found = {}
+    for d in Path("/proc").iterdir():
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            found[int(d.name)] = (int(fields[1]), fields[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def descendants(pid):
+    table, found, todo = processes(), [], [pid]
+    while todo:
+        parent = todo.pop()
+        kids = [p for p, (ppid, _) in table.items() if ppid == parent]
+        found += kids
+        todo += kids
+    return found
+
+
+def living(pids):
+    table = processes()
+    return [p for p in pids if p in table and table[p][1] != "Z"]
+
+
+def mentioning(text):
+    found = []
+    for d in Path("/proc").iterdir():
+        try:
+            if text in (d / "cmdline").read_bytes().decode(errors="replace") and int(d.name) != os.getpid():
+                found.append(int(d.name))
+        except (OSError, ValueError):
+            continue
+    return living(found)
+
+
+def start_render(manifest_path, outdir, *extra):
+    env = dict(os.environ)
+    env.pop("PYTHONWARNINGS", None)
+    return subprocess.Popen([sys.executable, "-m", "specsynth.cli", "render", str(manifest_path), "-o", str(outdir),
+                             *extra], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, as a terminal's job
+
+
+def wait_until(proc, check, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            found = check()
+        except (OSError, ValueError):
+            found = None
+        if found:
+            return found
+        time.sleep(0.02)
+    proc.kill()
+    pytest.fail(f"the render never got there: {proc.communicate()[1][-2000:]}")
+
+
+def done_items(outdir):
+    from specsynth.render import load_index
+
+    return {k: (outdir / k).stat().st_mtime_ns for k, e in load_index(outdir).items() if e["status"] == "done"}
+
+
+def many_notes(tmp_path, tiny, n):
+    return manifest(tmp_path / "many.toml", PITCH_JOB.format(model=tiny, pitches=list(range(30, 30 + n)), out="p"))
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
+def test_stopped_render_leaves_no_orphans_and_resumes(tiny_bundle, tmp_path, how):
+    path, outdir = many_notes(tmp_path, tiny_bundle, 48), tmp_path / "out"
+    proc = start_render(path, outdir, "--workers", "2")
+    wait_until(proc, lambda: done_items(outdir))
+    family = descendants(proc.pid)
+    assert len(family) >= 2, "the workers should be running"
+    started = time.perf_counter()
+    if how == "SIGINT":
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group, workers included
+    else:
+        proc.send_signal(getattr(signal, how))
+    out, err = proc.communicate(timeout=60)  # EOF: no worker holds the caller's stdout open
+    stopped = time.perf_counter() - started
+    print(f"{how}: the render stopped in {stopped:.2f} s")
+    assert "Traceback" not in err and "SystemError" not in err, err[-3000:]
+    if how == "SIGKILL":
+        assert proc.returncode == -signal.SIGKILL
+    else:
+        assert proc.returncode == 130 and err.splitlines()[-1] == "specsynth: interrupted", err[-2000:]
+    time.sleep(5)
+    assert living(family) == [] and mentioning(str(outdir)) == [], "orphan processes outlived the render"
+    finished = done_items(outdir)
+    assert 1 <= len(finished) < 48, "the stop came after the run had finished: make the manifest longer"
+    assert not list(outdir.rglob("*.part")) or how == "SIGKILL"
+    result = run_cli("render", path, "-o", outdir, "--workers", "1", timeout=600)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"skipped {len(finished)} (already done)" in result.stdout
+    assert all((outdir / k).stat().st_mtime_ns == t for k, t in finished.items()), "finished work was redone"
+    assert len(done_items(outdir)) == 48 and not list(outdir.rglob("*.part"))
+
+
+def holds_lock(outdir):
+    lock = outdir / ".specsynth.lock"
+    return lock.exists() and b"pid" in lock.read_bytes()
+
+
+def test_second_render_on_one_folder_is_refused(tiny_bundle, tmp_path):
+    path, outdir = many_notes(tmp_path, tiny_bundle, 48), tmp_path / "out"
+    first = start_render(path, outdir)
+    try:
+        wait_until(first, lambda: holds_lock(outdir))
+        result = run_cli("render", path, "-o", outdir)
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+        assert f"another specsynth render is writing here (pid {first.pid} on" in result.stderr
+        assert "--wait" in result.stderr and result.stdout == ""
+    finally:
+        os.killpg(first.pid, signal.SIGINT)
+        first.communicate(timeout=60)
+    assert not (outdir / ".specsynth.lock").exists()
+
+
+def test_second_render_waits_with_wait(tiny_bundle, tmp_path):
+    path, outdir = many_notes(tmp_path, tiny_bundle, 6), tmp_path / "out"
+    first = start_render(path, outdir)
+    wait_until(first, lambda: holds_lock(outdir))
+    second = start_render(path, outdir, "--wait")
+    out1, err1 = first.communicate(timeout=600)
+    out2, err2 = second.communicate(timeout=600)
+    assert first.returncode == 0 and second.returncode == 0, (err1[-2000:], err2[-2000:])
+    assert "rendered 6, skipped 0" in out1 and "rendered 0, skipped 6" in out2  # nothing rendered twice
+    assert "specsynth: waiting for the render writing" in err2 and "Traceback" not in err1 + err2
+
+
+# -- a malformed bundle inside a render, leftovers ------------------------------------------------
+
+
+def test_bad_bundles_fail_only_their_jobs(ws, tiny_bundle, tmp_path):
+    jobs = [PITCH_JOB.format(model=tiny_bundle, pitches="[60, 62]", out="good")]
+    jobs += [PITCH_JOB.format(model=ws / how, pitches="[60]", out=how) for how in BUNDLES]
+    path, outdir = manifest(tmp_path / "m.toml", *jobs), tmp_path / "out"
+    result = run_cli("render", path, "-o", outdir, "--workers", "2", timeout=600)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    problems = [line for line in result.stderr.splitlines() if "key 'model'" in line]
+    assert len(problems) == len(BUNDLES) and all(w in "".join(problems) for w in BUNDLES.values()), problems
+    from specsynth.render import load_index
+
+    status = {k: e["status"] for k, e in load_index(outdir).items()}
+    assert status == {"good/note_060.wav": "done", "good/note_062.wav": "done",
+                      **{f"{how}/note_060.wav": "failed" for how in BUNDLES}}
+    assert sorted(p.name for p in outdir.rglob("*.wav")) == ["note_060.wav", "note_062.wav"]
+
+
+def test_leftover_part_beside_a_finished_output_is_removed(ws, tmp_path):
+    outdir = tmp_path / "out"
+    assert run_cli("render", ws / "good.toml", "-o", outdir).returncode == 0
+    (outdir / "p" / ".note_060.wav.k3j2.part").write_bytes(b"half")
+    result = run_cli("render", ws / "good.toml", "-o", outdir)
+    assert result.returncode == 0 and "skipped 2 (already done)" in result.stdout
+    assert not list(outdir.rglob("*.part"))
+
+
+# -- a short upload in the app --------------------------------------------------------------------
+
+SLOTS = ("interp_a", "interp_b", "xy_c0", "xy_c1", "xy_c2", "xy_c3", "loop_seed_sound")
+
+
+@pytest.mark.parametrize("slot", SLOTS)
+def test_short_upload_in_every_slot(tiny_bundle, monkeypatch, slot):
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    from specsynth import ui
+    from specsynth.model._keras import keras
+    from test_app import APP, TIMEOUT, wav
+
+    monkeypatch.setenv("SPECSYNTH_MODEL", str(tiny_bundle))
+    monkeypatch.setattr(keras.backend, "clear_session", keras.backend.clear_session)
+    short = wav(harmonic_tone(440.0, seconds=600 / SR))  # 600 samples: under one analysis window
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.file_uploader(key="uploads").set_value([("blip.wav", short, "audio/wav")]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    at.selectbox(key=slot).set_value(ui.upload_id(short)).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert [t.label for t in at.tabs] == ["↔ Interpolate", "✥ XY pad", "∞ Loops"]
+    assert all("\n" not in e.value and "Traceback" not in e.value for e in at.error)

@@ -184,19 +184,10 @@ def run_manifest(manifest, *, outdir=None, workers=1, dry_run=False, overwrite=F
     if dry_run:
         print_plan(first)
         return 0
-    created = not first.outdir.exists()
-    try:
-        with files.folder_lock(files.check_writable_dir(first.outdir), wait=wait):
-            # planned again under the lock: a render that held it may have finished items meanwhile
-            second = plan()
-            return 2 if second is None else render_plan(second, workers=workers)
-    except SpecsynthError:
-        if created:  # a folder this run made and left empty (a full disk) goes too
-            try:
-                first.outdir.rmdir()
-            except OSError:
-                pass
-        raise
+    with files.output_folder(first.outdir) as outdir, files.folder_lock(outdir, wait=wait):
+        # planned again under the lock: a render that held it may have finished items meanwhile
+        second = plan()
+        return 2 if second is None else render_plan(second, workers=workers)
 
 
 def render_plan(plan, *, workers=1):
@@ -326,13 +317,13 @@ def _render_in_pool(items, outdir, workers, model_paths, finish):
             done.add(future)
             finish(futures[future], *_result(future))
     except BaseException:
+        processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
         pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.kill()
         for future in futures:  # finished while we were stopped: recorded, not redone next time
             if future not in done and future.done() and not future.cancelled() and future.exception() is None:
                 finish(futures[future], *future.result())
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        for process in processes:
-            process.kill()
         for process in processes:
             process.join(5)
         raise
