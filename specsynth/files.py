@@ -263,10 +263,10 @@ class folder_lock:
         told = False
         while True:
             fd = self._open()
-            if self._lock(fd, blocking=False) or self._wait(fd, told):
-                if self._current(fd):  # not a file its holder removed while we waited for it
-                    break
-            told = True
+            if not self._lock(fd, blocking=False):
+                told = self._wait(fd, told)
+            if self._current(fd):  # not a file its holder removed while we waited for it
+                break
             os.close(fd)
         self.fd = fd
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -301,7 +301,8 @@ class folder_lock:
                               path=self.path.parent)
         if not told:
             sys.stderr.write(f"specsynth: waiting for the render writing {self.path.parent} ({holder})\n")
-        return self._lock(fd, blocking=True)
+        self._lock(fd, blocking=True)
+        return True
 
     def _current(self, fd):
         try:
