@@ -155,8 +155,7 @@ def build_parser():
     p.add_argument("--dry-run", action="store_true", help="validate and list what would be rendered")
     p.add_argument("--model", default=None, help="use this bundle for every job (overrides the manifest)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--wait", action="store_true",
-                   help="if another render is writing into OUTDIR, wait for it (default: refuse)")
+    p.add_argument("--wait", action="store_true", help="wait for another render writing into OUTDIR (default: refuse)")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("app", help="start the Streamlit app")
@@ -309,7 +308,6 @@ def cmd_decode(args):
     limits.check_iters(args.iters, "--iters")
     pitch = _int_arg(args.pitch, "--pitch")
     _refuse_existing([args.out], args.overwrite)
-    # the latents are checked before the model loads (the bundle's config alone gives their rate)
     z = read_latents(args.input, frame_rate=check_bundle(args.model)["config"].frame_rate)
     model = _load_model(args.model)
     if z.shape[1] != model.z_dim:

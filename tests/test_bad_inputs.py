@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, SR, folder_snapshot, harmonic_tone, run_cli, write_wav
+from conftest import REPO, SR, descendants, folder_snapshot, harmonic_tone, living, mentioning, run_cli, write_wav
 from tiny_model import tiny_bundle_fixture
 
 tiny_bundle = tiny_bundle_fixture()
@@ -246,44 +246,6 @@ def test_full_disk(ws, tiny_bundle, full_disk, command):
 # -- signals, kills and resuming -------------------------------------------------------------------
 
 
-def processes():
-    """{pid: (parent pid, state)} of every process, read from /proc."""
-    found = {}
-    for d in Path("/proc").iterdir():
-        try:
-            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            found[int(d.name)] = (int(fields[1]), fields[0])
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
-
-
-def descendants(pid):
-    table, found, todo = processes(), [], [pid]
-    while todo:
-        parent = todo.pop()
-        kids = [p for p, (ppid, _) in table.items() if ppid == parent]
-        found += kids
-        todo += kids
-    return found
-
-
-def living(pids):
-    table = processes()
-    return [p for p in pids if p in table and table[p][1] != "Z"]
-
-
-def mentioning(text):
-    found = []
-    for d in Path("/proc").iterdir():
-        try:
-            if text in (d / "cmdline").read_bytes().decode(errors="replace") and int(d.name) != os.getpid():
-                found.append(int(d.name))
-        except (OSError, ValueError):
-            continue
-    return living(found)
-
-
 def start_render(manifest_path, outdir, *extra):
     env = dict(os.environ)
     env.pop("PYTHONWARNINGS", None)
@@ -340,7 +302,7 @@ def test_stopped_render_leaves_no_orphans_and_resumes(tiny_bundle, tmp_path, how
     assert living(family) == [] and mentioning(str(outdir)) == [], "orphan processes outlived the render"
     finished = done_items(outdir)
     assert 1 <= len(finished) < 48, "the stop came after the run had finished: make the manifest longer"
-    assert not list(outdir.rglob("*.part")) or how == "SIGKILL"
+    assert not list(outdir.rglob("*.part")) or how == "SIGKILL"  # a killed worker's are removed
     result = run_cli("render", path, "-o", outdir, "--workers", "1", timeout=600)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert f"skipped {len(finished)} (already done)" in result.stdout

@@ -295,7 +295,7 @@ def _render_in_pool(items, outdir, workers, model_paths, finish):
     """Render ``items`` in ``workers`` spawned processes, calling ``finish`` as each completes.
 
     On Ctrl-C (or any exception) the finished items are recorded, the rest are cancelled and the
-    workers killed at once, not waited for. Workers start with SIGINT blocked and then ignore it,
+    workers killed at once, not waited for; the temporary files they were writing are removed. Workers start with SIGINT blocked and then ignore it,
     and exit when this process dies (:func:`_exit_with_parent`).
     """
     import multiprocessing
@@ -323,9 +323,11 @@ def _render_in_pool(items, outdir, workers, model_paths, finish):
             process.kill()
         for future in futures:  # finished while we were stopped: recorded, not redone next time
             if future not in done and future.done() and not future.cancelled() and future.exception() is None:
+                done.add(future)
                 finish(futures[future], *future.result())
         for process in processes:
             process.join(5)
+        remove_stale_temps(outdir, [item for future, item in futures.items() if future not in done])
         raise
     pool.shutdown()
 
