@@ -12,7 +12,7 @@ import numpy as np
 import soundfile as sf
 
 from .errors import AudioError, ConfigError, OutputError
-from .files import atomic_output
+from .files import atomic_output, why_unreadable
 from .limits import MAX_INPUT_SECONDS
 
 MIN_RATE = 4_000
@@ -75,8 +75,9 @@ def check_input(path, *, max_seconds=MAX_INPUT_SECONDS):
 
 def _header(path):
     path = Path(path)
-    if not path.exists():
-        raise AudioError("no such file", path=path)
+    problem = why_unreadable(path)
+    if problem is not None:
+        raise AudioError(problem, path=path)
     if path.is_dir():
         raise AudioError("is a directory, not an audio file", path=path)
     try:

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import OutputError, SpecsynthError, os_reason
@@ -28,10 +29,35 @@ def _output_mode(path):
         return 0o666 & ~_UMASK
 
 
+def why_unreadable(path):
+    """Why ``path`` cannot be read, in words, or None if it can: "no such file", or the OS's
+    reason (a symlink loop, permission denied, a NUL byte in the name), which ``Path.exists``
+    would report as missing and libsndfile as "System error"."""
+    try:
+        if os.path.isdir(path):
+            os.listdir(path)
+        else:
+            open(path, "rb").close()
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return os_reason(exc)
+    except ValueError:  # "embedded null byte"
+        return "the name holds a NUL byte"
+    return None
+
+
 def refuse_existing(path, overwrite):
-    """Raise OutputError if ``path`` exists and ``overwrite`` is false."""
+    """Raise OutputError if ``path`` exists and ``overwrite`` is false, or if the folder it goes
+    in exists but cannot be entered (a symlink loop): before any work is done."""
     if not overwrite and Path(path).exists():
         raise OutputError("already exists (use --overwrite to replace it)", path=path)
+    try:
+        os.stat(Path(path).parent)
+    except FileNotFoundError:
+        pass  # made when the output is written
+    except OSError as exc:
+        raise OutputError(f"cannot write here ({os_reason(exc)})", path=path) from None
 
 
 class atomic_output:
@@ -53,7 +79,7 @@ class atomic_output:
             folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=folder)
         except OSError as exc:
-            raise OutputError(f"cannot write here ({os_reason(exc)})", path=self.path) from None
+            raise OutputError(f"cannot write here ({_mkdir_reason(exc, folder)})", path=self.path) from None
         os.close(fd)
         self.tmp = tmp
         return tmp
@@ -74,6 +100,19 @@ class atomic_output:
         if failure is not None:
             raise failure from None
         return False
+
+
+def _mkdir_reason(exc, folder):
+    """mkdir says "File exists" of a folder that is a dangling link or a symlink loop; stat says why."""
+    if isinstance(exc, FileExistsError):
+        for parent in (folder, *folder.parents):
+            try:
+                os.stat(parent)
+            except OSError as real:
+                exc = real
+            else:
+                break
+    return os_reason(exc)
 
 
 def write_failure(path, exc):
@@ -164,6 +203,25 @@ def shipped(name):
     return Path(sys.prefix) / "share" / "specsynth" / name
 
 
+@contextmanager
+def output_folder(folder):
+    """Context manager: :func:`check_writable_dir` for a command's output folder, yielding it; if
+    the command then fails, the folders this made are removed again while they are empty, so an
+    error (a bad model, a full disk) leaves no empty folder behind."""
+    folder = Path(folder)
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    check_writable_dir(folder)
+    try:
+        yield folder
+    except BaseException:
+        for path in made:
+            try:
+                path.rmdir()
+            except OSError:
+                break
+        raise
+
+
 def check_writable_dir(folder):
     """Create ``folder`` if needed and check it is writable; raises OutputError otherwise."""
     folder = Path(folder)
@@ -175,5 +233,97 @@ def check_writable_dir(folder):
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
-        raise OutputError(f"folder is not writable ({os_reason(exc)})", path=folder) from None
+        raise OutputError(f"folder is not writable ({_mkdir_reason(exc, folder)})", path=folder) from None
     return folder
+
+
+LOCK = ".specsynth.lock"  # in an output folder while a render writes there
+
+
+class folder_lock:
+    """Context manager holding an exclusive lock on ``folder``: ``folder/.specsynth.lock``, which
+    names the holder (pid, host, start time) and is removed on release, so two renders never
+    write one folder at once.
+
+    Taken by another process: OutputError naming the holder, or with ``wait`` block until it is
+    released. The lock is the kernel's (``flock``): it goes when the holder exits, however it dies,
+    so a lock file left by a killed render never blocks.
+    """
+
+    def __init__(self, folder, *, wait=False):
+        self.path = Path(folder) / LOCK
+        self.wait = wait
+        self.fd = None
+
+    def __enter__(self):
+        import json
+        import socket
+        import time
+
+        told = False
+        while True:
+            fd = self._open()
+            if not self._lock(fd, blocking=False):
+                told = self._wait(fd, told)
+            if self._current(fd):  # not a file its holder removed while we waited for it
+                break
+            os.close(fd)
+        self.fd = fd
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        except OSError:
+            pass  # a full disk: the lock holds all the same, only unnamed
+        return self
+
+    def _open(self):
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666 & ~_UMASK)
+        except OSError as exc:
+            raise OutputError(f"cannot lock the folder ({os_reason(exc)})", path=self.path.parent) from None
+
+    @staticmethod
+    def _lock(fd, *, blocking):
+        import fcntl
+
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            return True
+        except BlockingIOError:
+            return False
+
+    def _wait(self, fd, told):
+        holder = self._holder(fd)
+        if not self.wait:
+            os.close(fd)
+            raise OutputError(f"another specsynth render is writing here ({holder}); let it finish, or use --wait",
+                              path=self.path.parent)
+        if not told:
+            sys.stderr.write(f"specsynth: waiting for the render writing {self.path.parent} ({holder})\n")
+        self._lock(fd, blocking=True)
+        return True
+
+    def _current(self, fd):
+        try:
+            return os.stat(self.path).st_ino == os.fstat(fd).st_ino
+        except OSError:
+            return False
+
+    @staticmethod
+    def _holder(fd):
+        import json
+
+        try:
+            info = json.loads(os.pread(fd, 4096, 0).decode())
+            return f"pid {info['pid']} on {info['host']}, since {info['started']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "holder unknown"
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            os.unlink(self.path)  # while still held: a waiter that opened it sees it is gone, and retries
+        except OSError:
+            pass
+        os.close(self.fd)  # releases the lock
+        return False

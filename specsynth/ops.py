@@ -21,6 +21,7 @@ import numpy as np
 
 from . import audio, metrics, phase, spectral
 from .errors import AudioError, ConfigError
+from .files import why_unreadable
 from .limits import MAX_INPUT_SECONDS, check_loop_seconds, check_steps
 from .pitch import UNPITCHED
 
@@ -86,8 +87,9 @@ def read_latents(path, *, frame_rate, max_seconds=MAX_INPUT_SECONDS):
     than ``max_seconds`` at ``frame_rate`` frames per second.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioError("no such file" if not path.exists() else "is a folder, not a .npy file", path=path)
+    problem = why_unreadable(path)
+    if problem is not None or not path.is_file():
+        raise AudioError(problem or "is a folder, not a .npy file", path=path)
     try:
         z = np.load(path, allow_pickle=False, mmap_mode="r")
     except (ValueError, OSError, EOFError) as exc:
@@ -101,7 +103,8 @@ def read_latents(path, *, frame_rate, max_seconds=MAX_INPUT_SECONDS):
         raise AudioError(f"expected a [time, z] array, got shape {z.shape}", path=path)
     if z.shape[0] > max_seconds * frame_rate:
         raise AudioError(f"holds {z.shape[0] / frame_rate:.1f} s of latents; the limit is {max_seconds:g} s", path=path)
-    z = np.asarray(z, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # too large for float32: inf, refused below
+        z = np.asarray(z, dtype=np.float32)
     if not np.all(np.isfinite(z)):
         raise AudioError("holds values that are not finite (or too large for float32)", path=path)
     return z

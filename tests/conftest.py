@@ -118,6 +118,51 @@ def run_cli(*args, python_flags=(), cwd=None, timeout=120):
 
 
 # ---------------------------------------------------------------------------------------------
+# Processes, read from /proc: no orphan outlives the process that started it
+
+
+def processes():
+    """{pid: (parent pid, state)} of every process, read from /proc."""
+    found = {}
+    for d in Path("/proc").iterdir():
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            found[int(d.name)] = (int(fields[1]), fields[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def descendants(pid):
+    """Every process below ``pid``: its children, theirs, and so on."""
+    table, found, todo = processes(), [], [pid]
+    while todo:
+        parent = todo.pop()
+        kids = [p for p, (ppid, _) in table.items() if ppid == parent]
+        found += kids
+        todo += kids
+    return found
+
+
+def living(pids):
+    """Those of ``pids`` still running (not gone, not zombies)."""
+    table = processes()
+    return [p for p in pids if p in table and table[p][1] != "Z"]
+
+
+def mentioning(text):
+    """Running processes (other than this one) whose command line holds ``text``."""
+    found = []
+    for d in Path("/proc").iterdir():
+        try:
+            if text in (d / "cmdline").read_bytes().decode(errors="replace") and int(d.name) != os.getpid():
+                found.append(int(d.name))
+        except (OSError, ValueError):
+            continue
+    return living(found)
+
+
+# ---------------------------------------------------------------------------------------------
 # Fixtures
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .. import limits
 from ..errors import SpecsynthError
-from ..files import atomic_output, check_writable_dir, refuse_existing, shipped
+from ..files import atomic_output, check_writable_dir, output_folder, refuse_existing, shipped
 
 
 def _pitch_arg(value):
@@ -65,13 +65,13 @@ def cmd_reconstruct(args):
     for path in args.inputs:
         audio.load(path, max_seconds=args.max_seconds)
     outs = output_paths(args.inputs, args.outdir, overwrite=args.overwrite)
-    check_writable_dir(args.outdir)
-    bar = tqdm(list(zip(args.inputs, outs)), disable=len(outs) < 4, unit="file", file=sys.stderr)
-    for src, dst in bar:
-        r = reconstruct_file(src, dst, method=args.method, n_iter=args.iters, overwrite=args.overwrite,
-                             max_seconds=args.max_seconds, normalize=args.normalize)
-        line = f"{r['output']}\tspectral convergence {r['spectral_convergence_db']:.1f} dB"
-        (bar.write if not bar.disable else print)(line)
+    with output_folder(args.outdir):
+        bar = tqdm(list(zip(args.inputs, outs)), disable=len(outs) < 4, unit="file", file=sys.stderr)
+        for src, dst in bar:
+            r = reconstruct_file(src, dst, method=args.method, n_iter=args.iters, overwrite=args.overwrite,
+                                 max_seconds=args.max_seconds, normalize=args.normalize)
+            line = f"{r['output']}\tspectral convergence {r['spectral_convergence_db']:.1f} dB"
+            (bar.write if not bar.disable else print)(line)
     return 0
 
 
@@ -79,7 +79,6 @@ def cmd_dataset(args):
     from tqdm import tqdm
 
     from .. import data, spectral
-
 
     config = spectral.SpectralConfig(representation=args.representation)
     refuse_existing(args.out, args.overwrite)
@@ -158,8 +157,10 @@ def cmd_decode(args):
         raise SpecsynthError("decode needs --pitch N (a MIDI note, or 128 for unpitched)")
     audio.check_output(args.out)
     _refuse_existing([args.out], args.overwrite)
+    from ..model.bundle import check_bundle  # reads the bundle's frame rate without TensorFlow
+
+    z = read_latents(args.input, frame_rate=check_bundle(args.model)["config"].frame_rate)
     model = _load_model(args.model)
-    z = read_latents(args.input, frame_rate=model.frame_rate)
     if z.shape[1] != model.z_dim:
         raise SpecsynthError(f"{args.input}: expected a [time, {model.z_dim}] array for this model, got shape {z.shape}")
     y = model.synthesize(z, pitch=pitch, method=args.method, n_iter=args.iters)
@@ -186,14 +187,14 @@ def cmd_interpolate(args):
     _check_inputs(args.a, args.b)
     outs = [Path(args.outdir) / f"{Path(args.a).stem}_to_{Path(args.b).stem}_{i:02d}.wav" for i in range(args.steps)]
     _refuse_existing(outs, args.overwrite)
-    model = _load_model(args.model)
-    a, b = ops.encode_sound(model, args.a), ops.encode_sound(model, args.b)
-    series = ops.interpolate_series(model, a, b, args.steps, mode=args.mode, pitch=pitch,
-                                    method=args.method, n_iter=args.iters)
-    check_writable_dir(args.outdir)  # created only now: a failure before leaves no empty folder
-    for path, r in zip(outs, series):
-        audio.write(path, audio.normalize_audio(r.samples), r.sample_rate, overwrite=args.overwrite)
-        print(f"{path}\talpha {r.params['alpha']:.2f}\tpitch {r.pitch}")
+    with output_folder(args.outdir):  # made now, removed again if it is still empty after a failure
+        model = _load_model(args.model)
+        a, b = ops.encode_sound(model, args.a), ops.encode_sound(model, args.b)
+        series = ops.interpolate_series(model, a, b, args.steps, mode=args.mode, pitch=pitch,
+                                        method=args.method, n_iter=args.iters)
+        for path, r in zip(outs, series):
+            audio.write(path, audio.normalize_audio(r.samples), r.sample_rate, overwrite=args.overwrite)
+            print(f"{path}\talpha {r.params['alpha']:.2f}\tpitch {r.pitch}")
     return 0
 
 
@@ -246,7 +247,7 @@ def cmd_render(args):
 
     return run_manifest(args.manifest, outdir=args.outdir, workers=args.workers, dry_run=args.dry_run,
                         overwrite=args.overwrite, model_override=args.model, executor=args.executor,
-                        ray_address=args.ray_address)
+                        ray_address=args.ray_address, wait=args.wait)
 
 
 def cmd_app(args):

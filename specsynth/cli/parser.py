@@ -151,6 +151,7 @@ def build_parser():
     p.add_argument("--dry-run", action="store_true", help="validate and list what would be rendered")
     p.add_argument("--model", default=None, help="use this bundle for every job (overrides the manifest)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--wait", action="store_true", help="wait for another render writing into OUTDIR (default: refuse)")
     p.set_defaults(func=c.cmd_render)
 
     p = sub.add_parser("app", help="start the Streamlit app")

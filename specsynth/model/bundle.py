@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import phase, spectral
-from ..errors import BundleError, ConfigError
-from ..files import atomic_folder, shipped
+from ..errors import BundleError, ConfigError, os_reason
+from ..files import atomic_folder, shipped, why_unreadable
 from ..limits import check_temperature
 from ..pitch import PITCH_FEATURES, UNPITCHED, check_pitch, estimate_pitch, pitch_features
 from .settings import ARCHITECTURE
@@ -34,6 +34,7 @@ PRETRAINED_ENV = "SPECSYNTH_PRETRAINED"  # overrides where "pretrained" points
 OURS = {"specsynth>VAE", "specsynth>LatentPrior", "specsynth>BroadcastTime", "specsynth>PartialsOutput",
         "specsynth>HarmonicInput"}
 FORBIDDEN = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
+NORM_KEYS = ("frame_mean", "frame_std", "latent_mean", "latent_std")
 WALK_KEYS = ("walk_scale", "walk_shift")  # optional in norm.npz
 
 
@@ -85,6 +86,74 @@ def check_keras_file(path):
         if module is None and registered is None:
             continue  # plain nested configs (initializers given by name, dtype policies)
         raise BundleError(f"holds an unknown class {class_name!r} ({registered or module}); refused", path=path)
+
+
+def _read_json(path, name):
+    """``path/name`` as a JSON object; BundleError (never an OSError or a decode error) otherwise."""
+    try:
+        data = json.loads((path / name).read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise BundleError(f"{name} cannot be read ({os_reason(exc)})", path=path) from None
+    except UnicodeDecodeError:
+        raise BundleError(f"{name} is not UTF-8 text", path=path) from None
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{name} is not valid JSON ({exc.msg})", path=path) from None
+    if not isinstance(data, dict):
+        raise BundleError(f"{name} must hold a JSON object, not a {type(data).__name__}", path=path)
+    return data
+
+
+def _read_norm(path):
+    """norm.npz's arrays as float32 (the walk calibration only if present); BundleError otherwise."""
+    try:
+        with np.load(path / "norm.npz", allow_pickle=False) as data:
+            missing = [k for k in NORM_KEYS if k not in data]
+            if missing:
+                raise BundleError(f"norm.npz is invalid (missing {', '.join(missing)})", path=path)
+            # the prior's walk calibration (prior.walk_calibration); bundles before it have none
+            return {k: np.asarray(data[k], np.float32) for k in (*NORM_KEYS, *WALK_KEYS) if k in data}
+    except (zipfile.BadZipFile, ValueError, TypeError, EOFError, KeyError) as exc:
+        raise BundleError(f"norm.npz is invalid ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+                          path=path) from None
+    except OSError as exc:
+        raise BundleError(f"norm.npz cannot be read ({os_reason(exc)})", path=path) from None
+
+
+def check_bundle(path="pretrained"):
+    """Check a bundle's files and their types without TensorFlow; raises BundleError with the
+    reason, else returns what it read: ``{"path", "meta", "metrics", "config", "hyper",
+    "architecture", "norm"}``.
+
+    The one check of a bundle's files: :func:`load_bundle` starts with it, and the render planner
+    runs it on each bundle a manifest names, so a malformed bundle fails only its own jobs.
+    """
+    path = resolve(path)
+    problem = why_unreadable(path)
+    if problem is not None:  # missing, a symlink loop, a folder one may not enter
+        raise BundleError("no such model bundle" if problem == "no such file" else f"cannot be read ({problem})",
+                          path=path)
+    if not path.is_dir():
+        raise BundleError("a model bundle is a folder", path=path)
+    missing = [f for f in FILES if not (path / f).exists()]
+    if missing:
+        raise BundleError(f"incomplete bundle: missing {', '.join(missing)}", path=path)
+    meta = _read_json(path, "config.json")
+    metrics = _read_json(path, "metrics.json")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(f"unknown bundle format version {version!r} (this specsynth reads {FORMAT_VERSION})",
+                          path=path)
+    try:
+        if not isinstance(meta.get("spectral"), dict) or not isinstance(meta.get("model"), dict):
+            raise ConfigError("'spectral' and 'model' must be objects")
+        config = spectral.SpectralConfig.from_dict(meta["spectral"])
+        arch = architecture(meta["model"])
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise BundleError(f"config.json is invalid ({exc})", path=path) from None
+    for name in ("vae.keras", "prior.keras"):
+        check_keras_file(path / name)
+    return {"path": path, "meta": meta, "metrics": metrics, "config": config, "hyper": meta["model"],
+            "architecture": arch, "norm": _read_norm(path)}
 
 
 class Model:
@@ -224,31 +293,10 @@ def _graph_function(network, first_shape):
 
 def load_bundle(path="pretrained"):
     """Load and validate a bundle folder; raises BundleError with the reason if it is unusable."""
-    path = resolve(path)
-    if not path.exists():
-        raise BundleError("no such model bundle", path=path)
-    if not path.is_dir():
-        raise BundleError("a model bundle is a folder", path=path)
-    missing = [f for f in FILES if not (path / f).exists()]
-    if missing:
-        raise BundleError(f"incomplete bundle: missing {', '.join(missing)}", path=path)
-    try:
-        meta = json.loads((path / "config.json").read_text())
-        metrics = json.loads((path / "metrics.json").read_text())
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"config.json or metrics.json is not valid JSON ({exc.msg})", path=path) from None
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise BundleError(f"unknown bundle format version {version!r} (this specsynth reads {FORMAT_VERSION})",
-                          path=path)
-    try:
-        config = spectral.SpectralConfig.from_dict(meta["spectral"])
-        hyper = meta["model"]
-        arch = architecture(hyper)
-    except (KeyError, ConfigError, TypeError, ValueError, AttributeError) as exc:
-        raise BundleError(f"config.json is invalid ({exc})", path=path) from None
-    for name in ("vae.keras", "prior.keras"):
-        check_keras_file(path / name)
+    bundle = check_bundle(path)
+    path, meta, metrics, config, hyper, norm = (bundle[k] for k in ("path", "meta", "metrics", "config", "hyper",
+                                                                     "norm"))
+    arch = bundle["architecture"]
     from ._keras import keras
     from . import prior as _prior, vae as _vae  # noqa: F401  (registers our classes)
 
@@ -272,13 +320,6 @@ def load_bundle(path="pretrained"):
     for name, model, cls in (("vae", vae, _vae.VAE), ("prior", prior, _prior.LatentPrior)):
         if not isinstance(model, cls):
             raise BundleError(f"{name}.keras holds a {type(model).__name__}, not a specsynth {cls.__name__}", path=path)
-    try:
-        with np.load(path / "norm.npz") as data:
-            norm = {k: data[k].astype(np.float32) for k in ("frame_mean", "frame_std", "latent_mean", "latent_std")}
-            # the prior's walk calibration (prior.walk_calibration), where the bundle has one
-            norm.update({k: data[k].astype(np.float32) for k in WALK_KEYS if k in data})
-    except (KeyError, ValueError, OSError) as exc:
-        raise BundleError(f"norm.npz is invalid ({exc})", path=path) from None
     problems = []
     if vae.features != config.n_features:
         problems.append(f"vae.keras has {vae.features} features but config.json's spectral config has {config.n_features}")

@@ -42,7 +42,18 @@ the General MIDI soundfont (default 4 s), peak-normalized. A sound's pitch label
 soundfont notes, read from NSynth-style file names (``cello_48.wav``), else estimated (specsynth.pitch.estimate_pitch).
 
 Everything is validated before anything renders; every problem is reported on its own line as
-``MANIFEST: job N (kind): key 'k' ...`` and the run exits with code 2.
+``MANIFEST: job N (kind): key 'k' ...`` and the run exits with code 2, writing nothing (OUTDIR is
+made only once the manifest is valid). A model bundle whose files are malformed
+(:func:`specsynth.model.bundle.check_bundle`) is not such a problem: one bad bundle would
+otherwise hold back every job of a long batch, so it fails only its own jobs, up front, with one
+``key 'model'`` line each; their outputs are recorded as failed, the other jobs render, and the
+run exits with code 1.
+
+One render at a time writes into an OUTDIR: it holds ``OUTDIR/.specsynth.lock``
+(:class:`specsynth.files.folder_lock`) and plans again once it has it; a second render is refused
+with code 2, or with ``wait`` waits for the lock. Ctrl-C or SIGTERM cancels what is queued and
+kills the workers at once; what finished is in the index. Workers exit when the render process
+dies, however it dies.
 
 The index
 ---------

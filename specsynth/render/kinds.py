@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from .. import audio, limits
 from ..errors import ConfigError, SpecsynthError
+from ..files import why_unreadable
 from ..pitch import UNPITCHED
 from .index import INDEX
 
@@ -64,8 +65,11 @@ def check_sound(value, name, base):
         limits.parse_gm(value, name)
         return value
     path = (base / value).absolute()
-    if not path.exists():
+    problem = why_unreadable(path)
+    if problem == "no such file":
         raise ConfigError(f"{name} names a file that does not exist: {path}")
+    if problem is not None:
+        raise ConfigError(f"{name} names a file that cannot be read ({problem}): {path!r}")
     if not path.is_file():
         raise ConfigError(f"{name} must name an audio file, but {path} is a folder")
     return str(path)
@@ -100,7 +104,7 @@ def check_export(value, name):
 def check_out(value, name, single_file_format=None):
     """``out`` as a relative posix path inside OUTDIR; a single file gets ``single_file_format``'s
     extension unless it has one of the written formats."""
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
         raise ConfigError(f"{name} must be a relative path inside the output folder, got {value!r}")
     path = PurePosixPath(value.replace("\\", "/"))
     if path.is_absolute() or ".." in path.parts or not path.parts:

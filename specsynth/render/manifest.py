@@ -6,11 +6,12 @@ together as :class:`ManifestProblems` before anything is written.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .. import audio, limits, phase
 from ..errors import ConfigError, ManifestError
+from ..files import why_unreadable
 from .index import decide, load_index
 from .kinds import KINDS, kind_named
 
@@ -32,7 +33,10 @@ class ManifestProblems(ManifestError):
 @dataclass
 class Plan:
     """A validated manifest: its items, the output folder, the index read from it, and what to do
-    with each item (``actions[out]`` is ``"render"``, ``"skip"``, ``"resume"`` or ``"stale"``)."""
+    with each item (``actions[out]`` is ``"render"``, ``"skip"``, ``"resume"`` or ``"stale"``).
+
+    ``broken`` maps each bundle that fails :func:`~specsynth.model.bundle.check_bundle` to the
+    reason: its jobs' items fail up front (recorded as failed), the other jobs still render."""
 
     manifest: Path
     outdir: Path
@@ -40,6 +44,7 @@ class Plan:
     index: dict
     actions: dict
     executor: str = RUN_DEFAULTS["executor"]
+    broken: dict = field(default_factory=dict)
 
     @property
     def to_render(self):
@@ -53,14 +58,17 @@ def check_model(value, name, base):
     from ..model.bundle import resolve  # no TensorFlow at import
 
     path = resolve(value) if value == "pretrained" else (base / value).absolute()
-    if not (path / "config.json").is_file():
+    if not (path / "config.json").exists():  # a malformed one is check_bundle's: see Plan.broken
         raise ConfigError(f"{name} names no model bundle: {path} is not a folder with config.json")
     return str(path)
 
 
 def _read_toml(manifest, label):
-    if not manifest.exists():
+    problem = why_unreadable(manifest)
+    if problem == "no such file":
         raise ManifestProblems([f"{label}: no such manifest file"])
+    if problem is not None:
+        raise ManifestProblems([f"{label}: cannot be read ({problem})"])
     if manifest.is_dir():
         raise ManifestProblems([f"{label}: is a folder, not a manifest file"])
     try:
@@ -163,7 +171,21 @@ def plan_manifest(manifest, *, outdir=None, overwrite=False, model_override=None
     actions = decide(items, outdir, index, overwrite, job_label, problems)
     if problems:
         raise ManifestProblems(problems)
-    return Plan(manifest, outdir, items, index, actions, **run_settings)
+    return Plan(manifest, outdir, items, index, actions, broken=_broken_bundles(items), **run_settings)
+
+
+def _broken_bundles(items):
+    """{bundle path: why it is unusable} for the bundles the items use that fail check_bundle."""
+    from ..errors import BundleError
+    from ..model.bundle import check_bundle  # no TensorFlow at import
+
+    broken = {}
+    for path in sorted({item.settings["model"] for item in items if not item.depends}):
+        try:
+            check_bundle(path)
+        except BundleError as exc:
+            broken[path] = str(exc)
+    return broken
 
 
 def _validate(data, label, base, model_override, problems):
