@@ -166,6 +166,13 @@ def mentioning(text):
 # Fixtures
 
 
+@pytest.fixture(autouse=True)
+def keep_main_module(monkeypatch):
+    """Streamlit's AppTest installs the app as sys.modules["__main__"] and leaves it there:
+    processes spawned later in the session (render workers) would run the app as they start."""
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
+
+
 @pytest.fixture(scope="session")
 def config():
     return specsynth.SpectralConfig()

@@ -8,7 +8,6 @@ handler, pictures, the pad's clicks) are tested on their own in tests/test_ui.py
 from __future__ import annotations
 
 import io
-import sys
 
 import numpy as np
 import pytest
@@ -52,13 +51,6 @@ def pad_picture(at):
 def assert_clean(at):
     assert not at.exception, [e.message for e in at.exception]
     assert not at.error, [e.value for e in at.error]
-
-
-@pytest.fixture(autouse=True)
-def keep_main_module(monkeypatch):
-    """AppTest installs the app as sys.modules["__main__"] and leaves it there: processes spawned
-    later in the session (render workers in tests/test_render.py) would run the app as they start."""
-    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
 
 
 @pytest.fixture
