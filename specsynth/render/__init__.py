@@ -8,7 +8,7 @@ A manifest has an optional ``[defaults]`` table and ``[[job]]`` entries::
 
     [defaults]
     model = "pretrained"        # a bundle folder (relative to the manifest) or "pretrained"
-    method = "lws+fgla"         # griffinlim | fgla | lws | lws+fgla
+    method = "lws+fgla"         # a phase method: one of specsynth.phase.METHODS
     iters = 8                   # phase iterations (default: the method's own)
     sample_rate = 44100         # output rate in Hz (default: the model's; resampled with soxr)
     normalize = "peak"          # "peak" | "loudness" | false (keep the level the operation made)
@@ -23,15 +23,9 @@ A manifest has an optional ``[defaults]`` table and ``[[job]]`` entries::
     steps = 5
     out = "cello_to_flute"      # -> OUTDIR/cello_to_flute/step_00.wav ... step_04.wav
 
-Kinds and their keys (any job may also override the defaults' keys); ``reconstruct`` is an
-older name of ``resynthesize``, still accepted:
-
-``interpolate``  a, b, steps, out; mode, pitch             -> out/step_00.wav ...
-``grid``         corners (4), resolution, out; pitches, mode, export = "sfz"
-                                                            -> out/x0_y0.wav ... (out/p060/x0_y0.wav with pitches)
-``loop``         seconds, out; seed_sound, temperature, seed, pitch  -> out (a file, e.g. loops/rain.wav)
-``pitch``        sound, pitches, out; export = "sfz"        -> out/note_060.wav ...
-``resynthesize`` sound, out                                 -> out (a file: the sound through the model)
+Kinds: each is one class in :mod:`.kinds` (its keys, their checks, its outputs, its rendering);
+``specsynth.render.KINDS`` lists them, and the README's manifest section names their keys. Any
+job may also override the defaults' keys.
 
 Grid corners are in :func:`specsynth.ops.xy_weights` order: (0,0), (1,0), (0,1), (1,1); ``xI_yJ``
 is the point (I/(resolution-1), J/(resolution-1)). A single-file ``out`` ending in .wav or .flac
