@@ -41,7 +41,8 @@ from ..errors import SpecsynthError
 
 MAX_RESTARTS = 3       # an actor whose process or node dies is started again this many times
 MAX_TASK_RETRIES = 3   # and the tasks it had not finished are run again this many times
-IN_FLIGHT = 2          # tasks queued per actor: the next one starts while the driver writes a file
+IN_FLIGHT = 2          # tasks queued per actor: the next one starts while the driver writes files
+CHUNK = 8              # items per task: Ray's per-task cost is paid once for several sounds
 
 
 @ray.remote(num_cpus=1, max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES)
@@ -53,13 +54,16 @@ class RenderActor:
 
         _init_worker(model_paths)
 
-    def render(self, item):
-        """(metrics, error, file bytes or None) for one item; an input's failure is a result."""
+    def render(self, items):
+        """[(metrics, error, file bytes or None)] for a chunk of items; an input's failure is a result."""
         from .runner import _render_safely
 
+        results = []
         with tempfile.TemporaryDirectory(prefix="specsynth-ray-") as scratch:
-            metrics, error = _render_safely(item, scratch)
-            return metrics, error, None if error else (Path(scratch) / item.out).read_bytes()
+            for item in items:
+                metrics, error = _render_safely(item, scratch)
+                results.append((metrics, error, None if error else (Path(scratch) / item.out).read_bytes()))
+        return results
 
 
 def connect(address=None):
@@ -106,16 +110,19 @@ def render_on_ray(items, outdir, workers, model_paths, finish, *, address=None):
 
 
 def _drive(actors, queue, outdir, finish):
-    pending = {}  # ObjectRef -> (item, actor)
+    pending = {}  # ObjectRef -> (chunk of items, actor)
+    # chunks no larger than an even share, so a small batch still spreads over every actor
+    size = max(1, min(CHUNK, len(queue) // (IN_FLIGHT * len(actors))))
 
     def submit(actor):
         if queue:
-            item = queue.popleft()
-            pending[actor.render.remote(item)] = (item, actor)
+            chunk = [queue.popleft() for _ in range(min(size, len(queue)))]
+            pending[actor.render.remote(chunk)] = (chunk, actor)
 
     def record(ref):
-        item, actor = pending.pop(ref)
-        finish(item, *_result(ref, item, outdir))
+        chunk, actor = pending.pop(ref)
+        for item, result in zip(chunk, _results(ref, chunk)):
+            finish(item, *_write(result, item, outdir))
         return actor
 
     try:
@@ -137,12 +144,18 @@ def _drive(actors, queue, outdir, finish):
             ray.kill(actor, no_restart=True)
 
 
-def _result(ref, item, outdir):
-    """(metrics, error) for a finished task, its file written atomically into OUTDIR."""
+def _results(ref, chunk):
+    """A finished task's [(metrics, error, bytes)], one per item of its chunk."""
     try:
-        metrics, error, data = ray.get(ref)
+        return ray.get(ref)
     except ray.exceptions.RayError as exc:  # the retries are spent: the machine's failure, reported
-        return None, f"worker failed ({type(exc).__name__}: {str(exc).strip().splitlines()[0]})"
+        reason = f"worker failed ({type(exc).__name__}: {str(exc).strip().splitlines()[0]})"
+        return [(None, reason, None)] * len(chunk)
+
+
+def _write(result, item, outdir):
+    """(metrics, error) for one rendered item, its file written atomically into OUTDIR."""
+    metrics, error, data = result
     if error is not None:
         return None, error
     try:
