@@ -79,11 +79,6 @@ def _png(img):
     return buf.getvalue()
 
 
-def png_bytes(rgb, *, width=None):
-    """An RGB uint8 image -> PNG bytes, stretched to ``width`` pixels if given."""
-    return _png(_image(rgb, width))
-
-
 def hz_label(f):
     return f"{f / 1000:g}k" if f >= 1000 else f"{f:g}"
 
