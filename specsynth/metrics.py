@@ -78,6 +78,33 @@ def log_mel_distance_from(reference_log_mel, estimate, sample_rate, *, top_db=80
     return float(np.sqrt(np.mean((ref_db - est_db) ** 2)))
 
 
+def log_mel_distance_best_gain(reference, estimate, sample_rate, *, n_mels=128, top_db=80.0, max_gain_db=40.0):
+    """:func:`log_mel_distance` with the estimate scaled by the one gain that minimises it: the
+    distance of its spectral shape, its overall level apart (which a level meter, not this, judges).
+
+    Returns ``(distance, gain_db)``: the distance in dB and the gain in dB (within
+    ``+-max_gain_db``) added to the estimate's log-mel spectrum, before the reference's floor, to
+    reach it. Lengths are cropped to the shorter.
+    """
+    from scipy.optimize import minimize_scalar
+
+    n = min(len(reference), len(estimate))
+    ref_db, peak = log_mel(reference[:n], sample_rate, n_mels=n_mels, top_db=top_db)
+    est_db, _ = log_mel(estimate[:n], sample_rate, n_mels=n_mels, top_db=np.inf, ref=peak)
+
+    def distance(gain):
+        est = np.clip(est_db + gain, peak - top_db, peak + top_db)
+        return float(np.sqrt(np.mean((ref_db - est) ** 2)))
+
+    # the floor makes the distance flat far from the match: a coarse grid, then a bounded search
+    grid = np.arange(-max_gain_db, max_gain_db + 1e-9, 2.0)
+    best = float(grid[int(np.argmin([distance(g) for g in grid]))])
+    lo, hi = max(-max_gain_db, best - 2.0), min(max_gain_db, best + 2.0)
+    found = minimize_scalar(distance, bounds=(lo, hi), method="bounded", options={"xatol": 0.01})
+    gain = float(found.x) if found.fun <= distance(best) else best
+    return distance(gain), gain
+
+
 def multi_resolution_stft_distance(reference, estimate, *, resolutions=((512, 128), (1024, 256), (2048, 512))):
     """Multi-resolution STFT distance (Yamamoto et al. 2020), unitless.
 

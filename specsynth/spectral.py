@@ -128,6 +128,10 @@ class SpectralConfig:
         return dataclasses.replace(self, **changes)
 
 
+# The second-generation model's representation: new datasets are made with it (`specsynth dataset`).
+MODEL_CONFIG = SpectralConfig(sample_rate=44100, n_fft=2048, hop=512)
+
+
 # ---------------------------------------------------------------------------------------------
 # Windows and the STFT
 

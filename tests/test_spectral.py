@@ -329,6 +329,17 @@ def test_log_mel_distance_ranks_estimates_and_reuses_the_reference():
 
 
 
+def test_log_mel_distance_best_gain_ignores_the_level_but_not_the_shape():
+    from specsynth import metrics
+
+    x = harmonic_tone(220.0, 1.0)
+    distance, gain = metrics.log_mel_distance_best_gain(x, 10 ** (-12 / 20) * x, SR)
+    assert distance == pytest.approx(0.0, abs=0.05) and gain == pytest.approx(12.0, abs=0.05)
+    other = harmonic_tone(330.0, 1.0)
+    shape, _ = metrics.log_mel_distance_best_gain(x, other, SR)
+    assert 10.0 < shape <= metrics.log_mel_distance(x, other, SR) + 1e-9
+
+
 @pytest.mark.parametrize("n", [64, 300, 1023, 1024])
 def test_log_mel_distance_of_sounds_shorter_than_a_window(n):
     from specsynth import metrics
