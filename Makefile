@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench app pretrained clean
+.PHONY: install demo test bench app packs pretrained clean
 
 install: $(STAMP)
 
@@ -39,7 +39,18 @@ bench: install
 app: install
 	$(BIN)/specsynth app
 
-pretrained: install
+# Real recordings for the pretrained model's training data (specsynth/model/packs.py); only
+# `make pretrained` installs them. apt runs only when a package is missing, with sudo unless root.
+PACKS := sonic-pi-samples lmms-common hydrogen-drumkits
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+packs:
+	@missing=; for p in $(PACKS); do dpkg -s $$p 2>/dev/null | grep -q '^Status: install ok installed' || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then echo "Sample packs already installed: $(PACKS)"; \
+	else echo "Installing sample packs:$$missing"; \
+	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(PACKS); fi
+
+pretrained: install packs
 	$(BIN)/python -m specsynth.model.recipe pretrained
 
 clean:
