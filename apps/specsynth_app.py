@@ -158,7 +158,7 @@ def samples_of(sound_id):
 
 def source_of(sound_id):
     note = ui.parse_library_id(sound_id)
-    pitch = note.pitch if note else "auto"  # soundfont notes know their pitch; uploads are estimated
+    pitch = note.pitch if note else "auto"  # a soundfont note's contour is centred on its note; uploads' as tracked
     return encode(model, MODEL_KEY, sound_id, samples_of(sound_id), pitch)
 
 
@@ -228,7 +228,7 @@ def mix_player(src_a, src_b, a_id, b_id):
 
 
 def pitch_label(p):
-    return "mix (corners' weighted pitch)" if p == "mix" else f"{ui.midi_name(p)} ({p})"
+    return "mix (corners' contours blended)" if p == "mix" else f"{ui.midi_name(p)} ({p})"
 
 
 def take_pad_click():
@@ -285,7 +285,7 @@ def xy_section():
         m1, m2 = st.columns(2)
         m1.metric("Render", render_ms(view))
         m2.metric("Pitch", pitch_label(view["pitch"]) if view["pitch"] < 128 else "unpitched",
-                  help="the corners' weighted pitch" if pitch is None else "the pitch picked below the pad")
+                  help="the label of the corners' blended contours" if pitch is None else "the pitch picked below the pad")
         download(view, f"specsynth-xy-{x:.2f}-{y:.2f}-{view['pitch']}.wav", "dl_xy")
         with st.expander("Export a grid (a zip with SFZ instruments, as `specsynth render` makes it)"):
             res = st.number_input("Resolution", 2, 9, 3, key="export_resolution", help="points per side")

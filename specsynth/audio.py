@@ -154,12 +154,22 @@ def normalize_audio(samples, *, mode="peak", peak_db=-1.0, loudness_lufs=-20.0, 
     return (samples * np.float32(target_peak / peak)).astype(np.float32)
 
 
-def fit_full_scale(samples):
-    """``samples`` as they are, or turned down as a whole to a peak of 1.0 if they would exceed
-    full scale: outputs are never clipped. Non-finite samples become silence."""
+def fit_full_scale(samples, *, ceiling=1.0):
+    """``samples`` as they are, or turned down as a whole to a peak of ``ceiling`` (default 1.0,
+    full scale) if they would exceed it: outputs are never clipped. Non-finite samples become
+    silence."""
     x = np.nan_to_num(np.asarray(samples, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     peak = float(np.max(np.abs(x))) if x.size else 0.0
-    return x / np.float32(peak) if peak > 1.0 else x
+    return x * np.float32(ceiling / peak) if peak > ceiling else x
+
+
+def match_rms(samples, reference):
+    """``samples`` scaled as a whole to the RMS level of ``reference``; silence (in either) stays
+    as it is."""
+    x = np.asarray(samples, np.float32)
+    have = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+    want = float(np.sqrt(np.mean(np.square(np.asarray(reference, np.float64))))) if np.size(reference) else 0.0
+    return x * np.float32(want / have) if have > 0 and want > 0 else x
 
 
 def write(path, samples, sample_rate, *, overwrite=False, subtype="PCM_16"):

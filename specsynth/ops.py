@@ -6,6 +6,12 @@ a UI needs (dB frames, latents, the pitch used, timings and metrics). The audio 
 the model decodes (inputs are peak-normalized on loading, so outputs are near full scale but not
 normalized): callers choose whether to normalize before writing.
 
+Latents are ``[time, z + 2]``: the encoder's latents with the sound's pitch contour (f0 in MIDI,
+voicing) as the last two columns (:class:`specsynth.model.bundle.Model`). Mixing blends the
+latents (linearly or by slerp) and the contours in log-frequency (:func:`specsynth.pitch.blend`),
+so a mix glides and wavers as its sources do; a given ``pitch`` transposes the result's contour
+so its median lands on that note.
+
 Time alignment: sounds of different lengths are aligned by *resampling the shorter latent
 sequence in time* to the longer's length (linear interpolation between latent frames). Unlike
 padding or trimming this keeps both attacks at the start and both releases at the end, so an
@@ -23,14 +29,16 @@ from . import audio, metrics, phase, spectral
 from .errors import AudioError, ConfigError
 from .files import why_unreadable
 from .limits import MAX_INPUT_SECONDS, check_loop_seconds, check_steps
-from .pitch import UNPITCHED
+from .model.bundle import PEAK_CEILING
+from .pitch import CONTOUR_COLUMNS, Contour, blend, label_of
 
 MIX_MODES = ("linear", "slerp")
 
 
 @dataclass
 class Rendered:
-    """One rendered sound. ``samples`` [n] float32; ``frames`` [time, F] dB; ``latents`` [time, z]."""
+    """One rendered sound. ``samples`` [n] float32; ``frames`` [time, F] dB; ``latents`` [time, z + 2];
+    ``pitch`` the label of the contour it was drawn along (:func:`specsynth.pitch.label_of`)."""
 
     samples: np.ndarray
     sample_rate: int
@@ -50,7 +58,8 @@ class Rendered:
 
 @dataclass
 class Source:
-    """An encoded sound: its samples (may be None for raw latents), latents and pitch label, and
+    """An encoded sound: its samples (may be None for raw latents), latents (contour included) and
+    pitch label, and
     the dB frames ``[time, F]`` they were encoded from (None unless asked for: they take twice the
     samples' memory, and the app and render workers keep many Sources)."""
 
@@ -63,7 +72,8 @@ class Source:
 
 def encode_sound(model, sound, *, pitch="auto", name=None, keep_frames=False):
     """A :class:`Source` from samples, a file path, or an existing Source (returned as is);
-    ``keep_frames`` keeps the analysed frames in it."""
+    ``pitch`` as :meth:`~specsynth.model.bundle.Model.encode` takes it ("auto": the tracked
+    contour as it is); ``keep_frames`` keeps the analysed frames in it."""
     if isinstance(sound, Source):
         return sound
     if isinstance(sound, (str, Path)):
@@ -73,14 +83,19 @@ def encode_sound(model, sound, *, pitch="auto", name=None, keep_frames=False):
         samples = np.asarray(sound, np.float32)
         if samples.ndim != 1 or samples.size == 0 or not np.all(np.isfinite(samples)):
             raise ConfigError("a sound must be a non-empty, finite mono array [n]")
-    label = model.pitch_label(pitch, samples)
     frames = spectral.analyze(samples, model.config)
-    latents = model.encode_frames(frames, pitch=label)
-    return Source(latents, label, samples, name or "", frames if keep_frames else None)
+    latents = model.with_pitch(model.encode_frames(frames, contour=model.track(samples)), pitch)
+    return Source(latents, contour_label(latents), samples, name or "", frames if keep_frames else None)
+
+
+def contour_label(latents):
+    """The pitch label of latents ``[time, z + 2]``: that of their contour columns."""
+    return label_of(Contour.from_columns(np.asarray(latents)[:, -CONTOUR_COLUMNS:]))
 
 
 def read_latents(path, *, frame_rate, max_seconds=MAX_INPUT_SECONDS):
-    """A latent sequence saved by ``specsynth encode``: a .npy of real numbers ``[time, z]``, as float32.
+    """A latent sequence saved by ``specsynth encode``: a .npy of real numbers ``[time, z + 2]``
+    (latents, then the contour's f0 and voicing), as float32.
 
     Raises AudioError naming the file when it is missing, not a .npy array (an .npz, an empty
     file), not real numbers (strings, records, complex, dates), not 2-D, not finite, or longer
@@ -140,11 +155,13 @@ def slerp(a, b, t):
 
 
 def mix_latents(latent_list, weights, *, mode="linear"):
-    """Weighted mix of aligned latent sequences. ``weights`` are normalised to sum to 1.
+    """Weighted mix of latent sequences ``[time_i, z + 2]``, aligned first (:func:`align`).
+    ``weights`` are normalised to sum to 1.
 
-    ``linear`` is the weighted sum; ``slerp`` folds the sounds in one at a time along great
-    circles (for two sounds it is ordinary slerp), which keeps the latent norm from shrinking in
-    the middle of a mix.
+    The latents: ``linear`` is the weighted sum; ``slerp`` folds the sounds in one at a time
+    along great circles (for two sounds it is ordinary slerp), which keeps the latent norm from
+    shrinking in the middle of a mix. The contours (the last two columns) blend in log-frequency,
+    weighted by voicing (:func:`specsynth.pitch.blend`).
     """
     if mode not in MIX_MODES:
         raise ConfigError(f"mix mode must be one of {MIX_MODES}, got {mode!r}")
@@ -152,64 +169,59 @@ def mix_latents(latent_list, weights, *, mode="linear"):
     if w.shape != (len(latent_list),) or np.any(w < 0) or not np.all(np.isfinite(w)) or w.sum() <= 0:
         raise ConfigError(f"need one non-negative weight per sound ({len(latent_list)}), not all zero; got {weights!r}")
     w = w / w.sum()
-    zs = align(latent_list)
+    aligned = align(latent_list)
+    zs = [a[:, :-CONTOUR_COLUMNS] for a in aligned]
+    contour = blend([Contour.from_columns(a[:, -CONTOUR_COLUMNS:]) for a in aligned], w).columns()
     if mode == "linear":
-        return np.tensordot(w, np.stack(zs), axes=1).astype(np.float32)
-    acc, total = zs[0], w[0]
-    for z, wi in zip(zs[1:], w[1:]):
-        if wi <= 0:
-            continue
-        total += wi
-        acc = slerp(acc, z, float(wi / total))
-    return acc
-
-
-def mixed_pitch(labels, weights):
-    """The pitch label of a mix: the weighted mean of the pitched labels, rounded; unpitched if none."""
-    pitched = [(p, w) for p, w in zip(labels, weights) if p != UNPITCHED and w > 0]
-    if not pitched:
-        return UNPITCHED
-    total = sum(w for _, w in pitched)
-    return int(round(sum(p * w for p, w in pitched) / total))
+        z = np.tensordot(w, np.stack(zs), axes=1)
+    else:
+        z, total = zs[0], w[0]
+        for zi, wi in zip(zs[1:], w[1:]):
+            if wi <= 0:
+                continue
+            total += wi
+            z = slerp(z, zi, float(wi / total))
+    return np.concatenate([z, contour], axis=1).astype(np.float32)
 
 
 def _render(model, latents, pitch, *, method, n_iter, params, started, circular=False, length=None, extra=None):
-    frames = model.decode(latents, pitch=pitch)
-    samples = phase.frames_to_audio(frames, config=model.config, method=method, n_iter=n_iter, circular=circular,
-                                    length=length)
+    latents = model.with_pitch(latents, pitch)
+    frames = model.decode(latents)
+    samples = model.frames_to_audio(frames, method=method, n_iter=n_iter, circular=circular, length=length)
     m = {"render_ms": (time.perf_counter() - started) * 1000}
     m.update(extra or {})
-    return Rendered(samples, model.sample_rate, frames, latents, int(pitch), params, m)
+    return Rendered(samples, model.sample_rate, frames, latents, contour_label(latents), params, m)
 
 
 def mix(model, sounds, weights, *, mode="linear", pitch=None, method=phase.DEFAULT_METHOD, n_iter=None,
         source_pitch="auto"):
     """N-way mix of sounds (arrays, paths or Sources) with the given weights.
 
-    ``pitch`` renders the mixed timbre at that MIDI note; by default the weighted mean of the
-    sounds' own pitches.
+    ``pitch`` transposes the mix's contour (the sounds' contours blended) to that MIDI note; by
+    default it is left where the blend puts it.
     """
     started = time.perf_counter()
-    z, w, label = _mixed(model, sounds, weights, mode=mode, pitch=pitch, source_pitch=source_pitch)
-    params = {"weights": [float(x) for x in w], "mode": mode, "pitch": label, "method": method}
-    return _render(model, z, label, method=method, n_iter=n_iter, params=params, started=started)
+    z, w = _mixed(model, sounds, weights, mode=mode, source_pitch=source_pitch)
+    params = {"weights": [float(x) for x in w], "mode": mode, "pitch": pitch, "method": method}
+    r = _render(model, z, pitch, method=method, n_iter=n_iter, params=params, started=started)
+    r.params["pitch"] = r.pitch
+    return r
 
 
-def _mixed(model, sounds, weights, *, mode, pitch, source_pitch):
-    """A mix's latents, normalized weights and pitch label."""
+def _mixed(model, sounds, weights, *, mode, source_pitch):
+    """A mix's latents (contour included) and normalized weights."""
     sources = [encode_sound(model, s, pitch=source_pitch) for s in sounds]
     if len(sources) < 1:
         raise ConfigError("mix needs at least one sound")
     z = mix_latents([s.latents for s in sources], weights, mode=mode)
-    w = np.asarray(weights, np.float64) / np.sum(weights)
-    return z, w, mixed_pitch([s.pitch for s in sources], w) if pitch is None else model.pitch_label(pitch)
+    return z, np.asarray(weights, np.float64) / np.sum(weights)
 
 
 def mix_frames(model, sounds, weights, *, mode="linear", pitch=None, source_pitch="auto"):
     """The decoder's dB frames ``[time, F]`` of :func:`mix`, without phase reconstruction (for
     pictures: a fraction of a render's time)."""
-    z, _, label = _mixed(model, sounds, weights, mode=mode, pitch=pitch, source_pitch=source_pitch)
-    return model.decode(z, pitch=label)
+    z, _ = _mixed(model, sounds, weights, mode=mode, source_pitch=source_pitch)
+    return model.decode(z, pitch=pitch)
 
 
 def interpolate(model, a, b, alpha, **kwargs):
@@ -249,20 +261,28 @@ def mix_xy(model, corners, x, y, **kwargs):
 
 
 def resynthesize(model, sound, *, pitch="auto", method=phase.DEFAULT_METHOD, n_iter=None):
-    """A sound through the model and back: encode, decode at its own pitch, reconstruct phase."""
+    """A sound through the model and back: encode, decode along its own contour, reconstruct phase;
+    at the sound's RMS level, as :meth:`~specsynth.model.bundle.Model.resynthesize`."""
     started = time.perf_counter()
     src = encode_sound(model, sound, pitch=pitch)
     params = {"pitch": src.pitch, "method": method}
     length = None if src.samples is None else len(src.samples)
-    return _render(model, src.latents, src.pitch, method=method, n_iter=n_iter, params=params, started=started,
-                   length=length)
+    r = _render(model, src.latents, None, method=method, n_iter=n_iter, params=params, started=started,
+                length=length)
+    if src.samples is not None:
+        r.samples = audio.fit_full_scale(audio.match_rms(r.samples, src.samples), ceiling=PEAK_CEILING)
+    return r
 
 
 def render_pitch(model, sound, pitch, *, source_pitch="auto", method=phase.DEFAULT_METHOD, n_iter=None):
-    """A sound's timbre (its latents) decoded at another MIDI ``pitch``."""
+    """A sound (or latents ``[time, z + 2]``) decoded with its contour transposed to MIDI ``pitch``
+    (its vibrato and glides kept)."""
     started = time.perf_counter()
-    src = encode_sound(model, sound, pitch=source_pitch) if not _is_latents(sound) else Source(
-        np.asarray(sound, np.float32), UNPITCHED)
+    if _is_latents(sound):
+        latents = np.asarray(sound, np.float32)
+        src = Source(latents, contour_label(latents))
+    else:
+        src = encode_sound(model, sound, pitch=source_pitch)
     label = model.pitch_label(pitch)
     params = {"pitch": label, "source_pitch": src.pitch, "method": method}
     return _render(model, src.latents, label, method=method, n_iter=n_iter, params=params, started=started)
@@ -307,8 +327,9 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
          method=phase.DEFAULT_METHOD, n_iter=None):
     """A seamless texture loop of exactly ``round(seconds * sample_rate)`` samples.
 
-    The LSTM prior is primed with the seed sound's latents (or starts cold, at ``pitch`` or else
-    at the model's :attr:`~specsynth.model.bundle.Model.walk_pitch`), sampled for the loop length
+    The LSTM prior is primed with the seed sound's latents and contour (or starts cold, at
+    ``pitch`` or else at the model's :attr:`~specsynth.model.bundle.Model.walk_pitch`), sampled for
+    the loop length
     plus a blend region; the tail that follows the loop is crossfaded into its head in latent
     space, so the last frame flows into the first; the decoder sees the sequence wrapped around;
     phase is reconstructed in circular mode; and the result is resampled periodically (FFT) to
@@ -324,8 +345,8 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
     n_blend = int(np.clip(round(blend_seconds * model.frame_rate), 1, max(1, n_frames // 2)))
     prime, label = None, model.walk_pitch if pitch is None else model.pitch_label(pitch)
     if seed_sound is not None:
-        src = encode_sound(model, seed_sound, pitch="auto" if pitch is None else pitch, keep_frames=True)
-        prime, label = src.latents, src.pitch if pitch is None else label
+        src = encode_sound(model, seed_sound, keep_frames=True)
+        prime, label = src.latents, src.pitch
         if src.samples is not None:
             # prime with the sound's body: from its onset (silence before it would start the
             # texture from nothing) to its last frame within BODY_DB of its loudest. The prior
@@ -338,10 +359,11 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
     looped = z[:n_frames].copy()
     looped[:n_blend] = (1 - w) * z[n_frames : n_frames + n_blend] + w * z[:n_blend]
     looped = _steady_wrap(looped, n_blend, width=model.config.frames_in(STEADY_WRAP_SECONDS))
+    looped = model.with_pitch(looped, pitch)  # a given pitch: the walk's contour transposed onto it
     ctx = 8  # decoder receptive field is a few frames: give it the wrapped neighbours
     wrapped = np.concatenate([looped[-ctx:], looped, looped[:ctx]], axis=0)
-    frames = model.decode(wrapped, pitch=label)[ctx:-ctx]
-    y = phase.frames_to_audio(frames, config=model.config, method=method, n_iter=n_iter, circular=True)
+    frames = model.decode(wrapped)[ctx:-ctx]
+    y = model.frames_to_audio(frames, method=method, n_iter=n_iter, circular=True)
     if len(y) != n_samples:
         from scipy.signal import resample
 
@@ -350,6 +372,7 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
     y = np.roll(y, -shift * hop)  # frames and latents turn with it (exactly when hop divides the length)
     frames, looped = np.roll(frames, -shift, axis=0), np.roll(looped, -shift, axis=0)
     seam, inside = metrics.loop_seam_flux(y, model.config)
+    label = contour_label(looped)
     params = {"seconds": seconds, "temperature": float(temperature), "seed": int(seed), "pitch": label,
               "seeded": seed_sound is not None, "method": method, "start_frame": shift}
     m = {"render_ms": (time.perf_counter() - started) * 1000, "seam_flux": seam, "median_flux": inside,

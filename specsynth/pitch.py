@@ -1,4 +1,4 @@
-"""Pitch labels and the pitch features that condition the model (no TensorFlow here).
+"""Pitch: labels, and the per-frame f0 contours that condition the model (no TensorFlow here).
 
 A label is a MIDI note 0..127, or ``UNPITCHED`` (128) for sounds with no clear pitch.
 """
@@ -46,33 +46,26 @@ def estimate_pitch(samples, sample_rate):
     """A sound's pitch label: the median f0 of its voiced frames (:func:`track`; hop 256, or 512
     above 24 kHz), rounded to a MIDI note; UNPITCHED if fewer than 20% of its frames are voiced."""
     hop = 256 if sample_rate <= 24000 else 512
-    contour = track(np.asarray(samples, np.float32), sample_rate=int(sample_rate), hop=hop)
-    voiced = contour.voicing >= 0.5
-    if not voiced.size or voiced.mean() < 0.2:
+    return label_of(track(np.asarray(samples, np.float32), sample_rate=int(sample_rate), hop=hop))
+
+
+VOICED_SHARE = 0.2  # a sound with fewer voiced frames than this is unpitched
+
+
+def label_of(contour):
+    """A contour's pitch label: the median f0 of its voiced frames rounded to a MIDI note, or
+    ``UNPITCHED`` if fewer than :data:`VOICED_SHARE` of its frames are voiced."""
+    voiced = contour.voiced
+    if not voiced.size or voiced.mean() < VOICED_SHARE:
         return UNPITCHED
     return int(np.clip(np.round(np.median(contour.f0[voiced])), 0, 127))
-
-
-PITCH_FEATURES = 4  # unpitched flag, midi / 127, sin and cos of midi / 96 turns
-
-
-def pitch_features(pitch):
-    """Conditioning vector(s) ``[..., 4]`` for label(s) ``pitch`` (int or int array): an 'unpitched'
-    flag, the position on the keyboard (the decoder reads f0 from it) and two slow periodic
-    features, all continuous in MIDI number, so pitches between the trained ones get embeddings
-    between theirs. The unpitched label has only its flag set."""
-    p = np.asarray(pitch, dtype=np.int64)
-    midi = np.where(p >= UNPITCHED, 0, p).astype(np.float64)
-    pitched = (p < UNPITCHED).astype(np.float64)
-    out = np.stack([1.0 - pitched, pitched * midi / 127.0, pitched * np.sin(2 * np.pi * midi / 96),
-                    pitched * np.cos(2 * np.pi * midi / 96)], axis=-1)
-    return out.astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
 # f0 contour: a per-frame pitch track aligned one to one with spectral.analyze's frames
 
 HOLD_PITCH = 60.0  # f0 of a contour with no voiced frame at all (voicing says to ignore it)
+CONTOUR_COLUMNS = 2  # a contour as columns beside latents: f0 (MIDI), voicing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +105,19 @@ class Contour:
     def voiced(self):
         """bool ``[frames]``: voicing >= 0.5."""
         return self.voicing >= 0.5
+
+    def columns(self):
+        """float32 ``[frames, 2]``: f0 and voicing side by side, as they travel with latents."""
+        return np.stack([self.f0, self.voicing], axis=1)
+
+    @classmethod
+    def from_columns(cls, columns):
+        """The contour of ``[frames, 2]`` columns (f0, voicing); f0 is clipped to MIDI 0..127 and
+        voicing to 0..1, so a contour edited or walked past them stays one."""
+        a = np.asarray(columns, dtype=np.float32)
+        if a.ndim != 2 or a.shape[1] != CONTOUR_COLUMNS:
+            raise ConfigError(f"contour columns must be [frames, {CONTOUR_COLUMNS}], got shape {a.shape}")
+        return cls(f0=np.clip(np.nan_to_num(a[:, 0], nan=HOLD_PITCH), 0, 127), voicing=np.clip(np.nan_to_num(a[:, 1]), 0, 1))
 
 
 def _hz_to_midi(hz):
@@ -296,6 +302,14 @@ def track(samples, *, sample_rate, hop, n_fft=None, fmin=32.7, fmax=2093.0, thre
     return Contour(f0=_fill_unvoiced(midi, voiced).astype(np.float32), voicing=voicing)
 
 
+def track_frames(samples, config):
+    """:func:`track` framed as ``spectral.analyze(samples, config)`` frames them, row for row, for
+    a :class:`~specsynth.spectral.SpectralConfig`; the range is capped below a quarter of a low
+    sample rate. Too short or too quiet: all unvoiced."""
+    return track(np.asarray(samples, np.float32), sample_rate=config.sample_rate, hop=config.hop, n_fft=config.n_fft,
+                 fmax=min(2093.0, 0.24 * config.sample_rate))
+
+
 def flat(n_frames, pitch):
     """A steady, fully voiced contour of ``n_frames`` frames at MIDI ``pitch`` (float)."""
     if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 0:
@@ -320,9 +334,11 @@ def transpose(contour, pitch):
 
 
 def blend(contours, weights):
-    """Weighted blend of contours of equal length: f0 linearly in MIDI (log-frequency), voicing
-    linearly. Weights are non-negative and normalised to sum 1. Callers align lengths first
-    (crop, pad or resample the contours); unequal lengths are a ConfigError."""
+    """Weighted blend of contours of equal length: f0 in MIDI (log-frequency), each contour's
+    weight times its voicing, so an unvoiced frame's held f0 does not pull a voiced one's; where
+    no contour is voiced, the plain weights. Voicing blends linearly. Weights are non-negative
+    and normalised to sum 1. Callers align lengths first (crop, pad or resample the contours);
+    unequal lengths are a ConfigError."""
     contours = list(contours)
     w = np.asarray(weights, dtype=np.float64)
     if not contours or w.shape != (len(contours),):
@@ -333,6 +349,10 @@ def blend(contours, weights):
     if len(lengths) != 1:
         raise ConfigError(f"blend needs contours of equal length (align them first), got lengths {sorted(lengths)}")
     w = w / w.sum()
-    f0 = sum(wi * c.f0.astype(np.float64) for wi, c in zip(w, contours))
-    voicing = sum(wi * c.voicing.astype(np.float64) for wi, c in zip(w, contours))
-    return Contour(f0=f0.astype(np.float32), voicing=np.clip(voicing, 0.0, 1.0).astype(np.float32))
+    f0s = np.stack([c.f0.astype(np.float64) for c in contours])  # [n, frames]
+    voicing = np.stack([c.voicing.astype(np.float64) for c in contours])
+    by_voice = w[:, None] * voicing
+    total = by_voice.sum(axis=0)
+    plain = np.tensordot(w, f0s, axes=1)
+    f0 = np.where(total > 1e-6, (by_voice * f0s).sum(axis=0) / np.maximum(total, 1e-6), plain)
+    return Contour(f0=f0.astype(np.float32), voicing=np.clip(np.tensordot(w, voicing, axes=1), 0.0, 1.0).astype(np.float32))

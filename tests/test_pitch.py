@@ -147,8 +147,13 @@ def test_flat_transpose_and_blend():
     np.testing.assert_allclose(mid.f0, 66.0)
     quiet = pitch.Contour(f0=np.full(4, 50.0), voicing=np.zeros(4))
     mixed = pitch.blend([pitch.flat(4, 60), quiet], [3, 1])
-    np.testing.assert_allclose(mixed.f0, 57.5)
+    np.testing.assert_allclose(mixed.f0, 60.0)  # an unvoiced contour's held f0 does not pull a voiced one
     np.testing.assert_allclose(mixed.voicing, 0.75)
+    half = pitch.Contour(f0=np.full(4, 72.0), voicing=np.full(4, 0.5))
+    np.testing.assert_allclose(pitch.blend([pitch.flat(4, 60), half], [1, 1]).f0, 64.0)  # (60 + 0.5 * 72) / 1.5
+    np.testing.assert_allclose(pitch.blend([quiet, quiet], [1, 3]).f0, 50.0)  # none voiced: plain weights
+    cols = pitch.Contour.from_columns(np.array([[61.0, 0.2], [200.0, 1.5]]))
+    np.testing.assert_allclose(cols.columns(), [[61.0, 0.2], [127.0, 1.0]])
     with pytest.raises(ConfigError, match="equal length"):
         pitch.blend([pitch.flat(4, 60), pitch.flat(5, 60)], [1, 1])
     with pytest.raises(ConfigError):

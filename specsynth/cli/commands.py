@@ -80,7 +80,7 @@ def cmd_dataset(args):
 
     from .. import data, spectral
 
-    config = spectral.SpectralConfig(representation=args.representation)
+    config = spectral.MODEL_CONFIG.replace(representation=args.representation)
     refuse_existing(args.out, args.overwrite)
     check_writable_dir(Path(args.out).resolve().parent)
     # progress only on a terminal: piped stderr must hold nothing but an error's one line
@@ -99,9 +99,11 @@ def cmd_dataset(args):
                                                 chunk_seconds=args.chunk_seconds, progress=bar)
     else:
         raise SpecsynthError("give a folder of audio, or --soundfont")
-    data.write_dataset(args.out, items, config, summary, overwrite=args.overwrite)
+    # items is a one-pass generator: write_dataset analyses and stores them one at a time, and the
+    # summary (skipped files) is complete once it has consumed them
+    written = data.Dataset(data.write_dataset(args.out, items, config, summary, overwrite=args.overwrite))
     skipped = summary.get("skipped", 0)
-    print(f"wrote {args.out}: {len(items)} sounds, {skipped} skipped")
+    print(f"wrote {args.out}: {len(written.items)} sounds, {skipped} skipped")
     for reason in summary.get("skipped_reasons", [])[:10]:
         print(f"  skipped {reason}")
     return 0
@@ -142,8 +144,10 @@ def cmd_encode(args):
     with atomic_output(out, overwrite=args.overwrite) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, z.astype(np.float32))
-    label = model.pitch_label(pitch, samples)
-    print(f"{out}\t{z.shape[0]} frames x {z.shape[1]} dims at {model.frame_rate:g} Hz, pitch {label}")
+    from ..ops import contour_label
+
+    print(f"{out}\t{z.shape[0]} frames x {model.z_dim} latents + f0 and voicing at {model.frame_rate:g} Hz, "
+          f"pitch {contour_label(z)}")
     return 0
 
 
@@ -152,17 +156,16 @@ def cmd_decode(args):
     from ..ops import read_latents
 
     limits.check_iters(args.iters, "--iters")
-    pitch = _pitch_arg(args.pitch)
-    if pitch == "auto":
-        raise SpecsynthError("decode needs --pitch N (a MIDI note, or 128 for unpitched)")
+    pitch = None if args.pitch is None else _pitch_arg(args.pitch)
     audio.check_output(args.out)
     _refuse_existing([args.out], args.overwrite)
     from ..model.bundle import check_bundle  # reads the bundle's frame rate without TensorFlow
 
     z = read_latents(args.input, frame_rate=check_bundle(args.model)["config"].frame_rate)
     model = _load_model(args.model)
-    if z.shape[1] != model.z_dim:
-        raise SpecsynthError(f"{args.input}: expected a [time, {model.z_dim}] array for this model, got shape {z.shape}")
+    if z.shape[1] != model.latent_width:
+        raise SpecsynthError(f"{args.input}: expected a [time, {model.latent_width}] array for this model "
+                             f"({model.z_dim} latents, f0, voicing), got shape {z.shape}")
     y = model.synthesize(z, pitch=pitch, method=args.method, n_iter=args.iters)
     audio.write(args.out, audio.normalize_audio(y), model.sample_rate, overwrite=args.overwrite)
     print(f"{args.out}\t{len(y) / model.sample_rate:.2f} s")

@@ -56,7 +56,8 @@ def build_parser():
     p.add_argument("file")
     p.set_defaults(func=c.cmd_info)
 
-    p = sub.add_parser("dataset", help="make a training set from a folder of audio or from soundfont notes")
+    p = sub.add_parser("dataset", help="make a training set from a folder of audio or from soundfont notes "
+                                       "(44.1 kHz frames and per-frame pitch contours, on disk)")
     p.add_argument("folder", nargs="?", help="folder of audio (recursive); omit with --soundfont")
     p.add_argument("-o", "--out", required=True, help="dataset folder to write")
     p.add_argument("--soundfont", nargs="?", const="default", default=None,
@@ -65,8 +66,9 @@ def build_parser():
     p.add_argument("--pitches", default="36-84", help="MIDI pitches (default 36-84)")
     p.add_argument("--velocities", default="100", help="velocities (default 100)")
     p.add_argument("--pitch", choices=("auto", "name", "none"), default="auto",
-                   help="folder labels: auto (the note in an NSynth-style name, cello_60.wav, else "
-                        "estimated from the audio), name (names only, else unpitched) or none")
+                   help="folder labels: auto (the note in an NSynth-style name, cello_60.wav, else the "
+                        "median f0 of the sound's voiced frames), name (names only, else unpitched) or none; "
+                        "pitch contours are tracked either way")
     p.add_argument("--representation", choices=("stft", "mel"), default="stft",
                    help="frames as dB STFT bins or mel bands")
     p.add_argument("--chunk-seconds", type=float, default=4.0, help="long files are cut into chunks this long")
@@ -107,7 +109,8 @@ def build_parser():
     p.add_argument("input", metavar="Z.npy")
     p.add_argument("-o", "--out", required=True, help="OUT.wav")
     p.add_argument("--model", default="pretrained", help="bundle folder (default: pretrained/)")
-    p.add_argument("--pitch", required=True, help="MIDI note 0-127 to decode at, 128 for unpitched")
+    p.add_argument("--pitch", default=None, help="transpose the file's pitch contour so its median is this MIDI note "
+                   "0-127, or 128 for unpitched (default: the contour as encoded)")
     _add_phase_args(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=c.cmd_decode)
@@ -164,8 +167,9 @@ def build_parser():
 
 def _add_render_args(p):
     p.add_argument("--model", default="pretrained", help="bundle folder (default: pretrained/)")
-    p.add_argument("--pitch", default=None, help="render at this MIDI note, 128 for unpitched (default: from the "
-                   "sounds; a loop with no seed sound: the model's Model.walk_pitch)")
+    p.add_argument("--pitch", default=None, help="transpose the result's pitch contour so its median is this MIDI "
+                   "note, 128 for unpitched (default: the sounds' own contours, blended; a loop with no seed sound "
+                   "walks at the model's Model.walk_pitch)")
     _add_phase_args(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
@@ -173,4 +177,5 @@ def _add_render_args(p):
 def _add_model_args(p):
     p.add_argument("--model", default="pretrained", help="bundle folder (default: pretrained/)")
     p.add_argument("--pitch", default="auto",
-                   help="MIDI note 0-127, 128 for unpitched, or auto (estimated from the audio; the default)")
+                   help="the input's pitch contour is tracked; a MIDI note 0-127 transposes it so its median is "
+                        "that note (to correct an octave), 128 marks the sound unpitched (default: auto, as tracked)")

@@ -1,4 +1,5 @@
-"""The model: a pitch-conditioned spectrogram VAE and an LSTM latent prior (Keras 3).
+"""The model: a contour-conditioned spectrogram VAE and an LSTM latent prior (Keras 3).
 
-Importing this package imports Keras (and so TensorFlow); nothing outside it does.
+Keras (and so TensorFlow) loads only when a network is built, loaded or trained: bundle checks,
+settings, the recipe's data and the sample packs import without it.
 """

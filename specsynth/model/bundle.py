@@ -7,7 +7,8 @@
                      among them, see settings.ARCHITECTURE), training summary
       vae.keras      the VAE (encoder + decoder)
       prior.keras    the LSTM latent prior
-      norm.npz       frame mean/std [F], latent mean/std [z], the prior's walk scale/shift [z]
+      norm.npz       frame mean/std [F]; latent mean/std and the prior's walk scale/shift
+                     [z + 2] (the latents and the contour's two columns)
       metrics.json   held-out figures measured at the end of training
 """
 from __future__ import annotations
@@ -20,19 +21,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import phase, spectral
+from .. import audio, phase, spectral
 from ..errors import BundleError, ConfigError, os_reason
 from ..files import atomic_folder, shipped, why_unreadable
 from ..limits import check_temperature
-from ..pitch import PITCH_FEATURES, UNPITCHED, check_pitch, estimate_pitch, pitch_features
+from ..pitch import CONTOUR_COLUMNS, HOLD_PITCH, UNPITCHED, Contour, check_pitch, label_of, track_frames, transpose
 from .settings import ARCHITECTURE
 
-FORMAT_VERSION = 2  # 2: partials output layer, 4 pitch features
+FORMAT_VERSION = 3  # 3: conditioned on a pitch contour per frame; residual and bounded output
 FILES = ("config.json", "vae.keras", "prior.keras", "norm.npz", "metrics.json")
 PRETRAINED_ENV = "SPECSYNTH_PRETRAINED"  # overrides where "pretrained" points
+# A render's peak never passes +6 dBFS. The output layer bounds every frame's power, but the
+# phase a reconstruction finds can line partials up into pulses whose peak no magnitude bound
+# holds (a flat harmonic spectrum in phase peaks some 20 dB over its RMS): such a render is
+# turned down as a whole to this ceiling, never clipped.
+PEAK_CEILING = 2.0
 # Classes a bundle's .keras files may hold: Keras's own (minus Lambda) and ours.
-OURS = {"specsynth>VAE", "specsynth>LatentPrior", "specsynth>BroadcastTime", "specsynth>PartialsOutput",
-        "specsynth>HarmonicInput"}
+OURS = {"specsynth>VAE", "specsynth>LatentPrior", "specsynth>BroadcastTime", "specsynth>SpectrumOutput",
+        "specsynth>ContourView", "specsynth>ContourFeatures"}
 FORBIDDEN = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
 NORM_KEYS = ("frame_mean", "frame_std", "latent_mean", "latent_std")
 WALK_KEYS = ("walk_scale", "walk_shift")  # optional in norm.npz
@@ -157,10 +163,12 @@ def check_bundle(path="pretrained"):
 
 
 class Model:
-    """A loaded bundle. Arrays: samples ``[n]``, frames ``[time, F]`` (dB), latents ``[time, z]``.
+    """A loaded bundle. Arrays: samples ``[n]``, frames ``[time, F]`` (dB), latents ``[time, z + 2]``.
 
-    Latents are the encoder's means in the VAE's own units; their frame rate is
-    ``config.frame_rate`` (62.5 Hz by default).
+    Latents are the encoder's means in the VAE's own units with the sound's pitch contour as two
+    more columns, f0 (fractional MIDI) and voicing (0..1), one row per frame at
+    ``config.frame_rate``: a latent file decodes as the sound it came from, with no pitch given,
+    and every edit of latents (mixing, interpolation, a prior walk) moves the contour with them.
     """
 
     def __init__(self, path, config, meta, vae, prior, norm, metrics):
@@ -184,7 +192,13 @@ class Model:
 
     @property
     def z_dim(self):
+        """The encoder's latent size (without the contour's columns)."""
         return self.vae.z_dim
+
+    @property
+    def latent_width(self):
+        """Columns of a latent array: ``z_dim`` plus the contour's two."""
+        return self.vae.z_dim + CONTOUR_COLUMNS
 
     @property
     def frame_rate(self):
@@ -197,22 +211,25 @@ class Model:
 
     # -- pitch ------------------------------------------------------------------------------
     def pitch_label(self, pitch, samples=None):
-        """An int label from ``pitch`` (MIDI 0..127, 128 unpitched, or "auto" to estimate)."""
+        """An int label from ``pitch`` (MIDI 0..127, 128 unpitched, or "auto": the label of the
+        samples' tracked contour, :func:`specsynth.pitch.label_of`)."""
         if isinstance(pitch, str) and pitch == "auto":
             if samples is None:
                 raise ConfigError("pitch 'auto' needs audio to estimate it from")
-            return estimate_pitch(samples, self.sample_rate)
+            return label_of(self.track(samples))
         if pitch is None:
             return UNPITCHED
         return check_pitch(pitch)
 
+    def track(self, samples):
+        """The samples' pitch contour, one row per analysis frame (:func:`specsynth.pitch.track_frames`)."""
+        return track_frames(samples, self.config)
+
     @property
     def walk_pitch(self):
         """The label of a walk given neither a seed nor a pitch (an unseeded loop): unpitched if
-        most of the training sounds were, else their median pitch. A model trained on pitched
-        notes alone never saw the unpitched label, and walks with it could come out anywhere
-        (they can come out frozen far above full scale). A bundle that does not count its
-        training labels walks unpitched."""
+        most of the training sounds were, else their median pitch. A bundle that does not count
+        its training labels walks unpitched."""
         counts = self.meta.get("training", {}).get("pitch_counts")
         if not counts:
             return UNPITCHED
@@ -223,72 +240,118 @@ class Model:
         cumulative = np.cumsum([n for _, n in pitched])
         return pitched[int(np.searchsorted(cumulative, total / 2))][0]
 
-    # -- encode / decode --------------------------------------------------------------------
-    def encode_frames(self, frames, *, pitch):
-        """dB frames ``[time, F]`` -> latents ``[time, z]`` (encoder means)."""
-        frames = np.asarray(frames, np.float32)
-        x = (frames - self.norm["frame_mean"]) / self.norm["frame_std"]
-        pf = pitch_features(self.pitch_label(pitch))[None]
-        mean, _ = self._encoder_fn(x[None], pf)
-        return np.asarray(mean)[0]
+    # -- latents and contours ----------------------------------------------------------------
+    def split(self, latents):
+        """``[..., z + 2]`` latents -> (``[..., z]`` timbre, ``[..., 2]`` contour columns)."""
+        latents = np.asarray(latents, np.float32)
+        if latents.shape[-1] != self.latent_width:
+            raise ConfigError(f"latents must have {self.latent_width} columns ({self.z_dim} latents, then f0 and "
+                              f"voicing), got {latents.shape[-1]}")
+        return latents[..., : self.z_dim], latents[..., self.z_dim :]
 
-    def sounding_latents(self, frames, *, pitch):
+    def with_pitch(self, latents, pitch):
+        """Latents with their contour moved to ``pitch``: None keeps it; a MIDI note (int or
+        float 0..127) transposes it so its voiced median lands there (vibrato and glides kept);
+        ``UNPITCHED`` (128) sets the voicing to 0."""
+        if pitch is None or (isinstance(pitch, str) and pitch == "auto"):
+            return np.asarray(latents, np.float32)
+        z, cols = self.split(latents)
+        single = cols.ndim == 2
+        cols = cols[None] if single else cols.copy()
+        moved = []
+        for c in cols:
+            contour = Contour.from_columns(c)
+            if not isinstance(pitch, float) and check_pitch(pitch) == UNPITCHED:
+                contour = Contour(f0=contour.f0, voicing=np.zeros_like(contour.voicing))
+            else:
+                contour = transpose(contour, float(pitch))
+            moved.append(contour.columns())
+        moved = np.stack(moved)
+        return np.concatenate([z, moved[0] if single else moved], axis=-1).astype(np.float32)
+
+    # -- encode / decode --------------------------------------------------------------------
+    def encode_frames(self, frames, *, contour):
+        """dB frames ``[time, F]`` and their :class:`~specsynth.pitch.Contour` (or its ``[time, 2]``
+        columns) -> latents ``[time, z + 2]`` (encoder means, then the contour's columns)."""
+        frames = np.asarray(frames, np.float32)
+        cols = contour.columns() if isinstance(contour, Contour) else Contour.from_columns(contour).columns()
+        if len(cols) != len(frames):
+            raise ConfigError(f"a contour of {len(cols)} frames does not fit {len(frames)} frames")
+        x = (frames - self.norm["frame_mean"]) / self.norm["frame_std"]
+        mean, _ = self._encoder_fn(x[None], cols[None])
+        return np.concatenate([np.asarray(mean)[0], cols], axis=1).astype(np.float32)
+
+    def sounding_latents(self, frames, *, contour):
         """Latents of the sounding part of dB frames ``[time, F]`` (:func:`~specsynth.spectral.active_span`),
         the part of a sound the prior is trained and judged on."""
-        return self.encode_frames(frames, pitch=pitch)[spectral.active_span(frames)]
+        return self.encode_frames(frames, contour=contour)[spectral.active_span(frames)]
 
     def encode(self, samples, *, pitch="auto"):
-        """Mono samples at the model's rate -> latents ``[time, z]``."""
+        """Mono samples at the model's rate -> latents ``[time, z + 2]``, the contour tracked from
+        them; ``pitch`` other than "auto" moves it as :meth:`with_pitch` does (a known note
+        corrects a tracker's octave, 128 marks the sound unpitched)."""
         samples = np.asarray(samples, np.float32)
-        label = self.pitch_label(pitch, samples)
-        return self.encode_frames(spectral.analyze(samples, self.config), pitch=label)
+        latents = self.encode_frames(spectral.analyze(samples, self.config), contour=self.track(samples))
+        return self.with_pitch(latents, pitch)
 
-    def decode(self, latents, *, pitch):
-        """Latents ``[time, z]`` (or ``[batch, time, z]``) -> dB frames of the same leading shape."""
-        z = np.asarray(latents, np.float32)
+    def decode(self, latents, *, pitch=None):
+        """Latents ``[time, z + 2]`` (or ``[batch, time, z + 2]``) -> dB frames of the same leading
+        shape, along their contour, moved to ``pitch`` if given (:meth:`with_pitch`)."""
+        z, cols = self.split(self.with_pitch(latents, pitch))
         single = z.ndim == 2
-        z = z[None] if single else z
-        pf = np.repeat(pitch_features(self.pitch_label(pitch))[None], len(z), axis=0)
-        out = np.asarray(self._decoder_fn(z, pf))
+        z, cols = (z[None], cols[None]) if single else (z, cols)
+        out = np.asarray(self._decoder_fn(z, np.ascontiguousarray(cols)))
         frames = np.maximum(out * self.norm["frame_std"] + self.norm["frame_mean"], self.config.db_floor)
         return frames[0] if single else frames
 
-    def synthesize(self, latents, *, pitch, method=phase.DEFAULT_METHOD, n_iter=None, circular=False,
+    def frames_to_audio(self, frames, *, method=phase.DEFAULT_METHOD, n_iter=None, circular=False, length=None):
+        """Decoded dB frames -> samples (:func:`specsynth.phase.frames_to_audio`), turned down as a
+        whole if their peak passes :data:`PEAK_CEILING` (+6 dBFS)."""
+        y = phase.frames_to_audio(frames, config=self.config, method=method, n_iter=n_iter, circular=circular,
+                                  length=length)
+        return audio.fit_full_scale(y, ceiling=PEAK_CEILING)
+
+    def synthesize(self, latents, *, pitch=None, method=phase.DEFAULT_METHOD, n_iter=None, circular=False,
                    length=None):
         """Latents -> samples: decode, dB frames -> magnitudes, phase reconstruction."""
-        return phase.frames_to_audio(self.decode(latents, pitch=pitch), config=self.config, method=method,
-                                     n_iter=n_iter, circular=circular, length=length)
+        return self.frames_to_audio(self.decode(latents, pitch=pitch), method=method, n_iter=n_iter,
+                                    circular=circular, length=length)
 
     def resynthesize(self, samples, *, pitch="auto", method=phase.DEFAULT_METHOD, n_iter=None):
-        """Samples -> encode -> decode -> phase -> samples of the same length (the model's round trip)."""
+        """Samples -> encode -> decode -> phase -> samples of the same length (the model's round
+        trip), at the input's RMS level (:func:`specsynth.audio.match_rms`; the decoder's own
+        level is near it, not on it) within :data:`PEAK_CEILING`."""
         samples = np.asarray(samples, np.float32)
-        label = self.pitch_label(pitch, samples)
-        return self.synthesize(self.encode(samples, pitch=label), pitch=label, method=method, n_iter=n_iter,
-                               length=len(samples))
+        y = self.synthesize(self.encode(samples, pitch=pitch), method=method, n_iter=n_iter, length=len(samples))
+        return audio.fit_full_scale(audio.match_rms(y, samples), ceiling=PEAK_CEILING)
 
     # -- prior ------------------------------------------------------------------------------
     def sample_prior(self, n_frames, *, pitch=None, temperature=1.0, seed=0, prime=None):
-        """Latents ``[n_frames, z]`` sampled from the LSTM prior, continuing ``prime`` ``[t, z]`` if given."""
+        """Latents ``[n_frames, z + 2]`` (contour included) sampled from the LSTM prior,
+        continuing ``prime`` ``[t, z + 2]`` if given; the walk is conditioned on ``pitch``'s label
+        (a walk's contour moves as its training sounds' did) and is not transposed."""
         from .prior import prior_pitch_features
 
         if not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
             raise ConfigError(f"n_frames must be a positive int, got {n_frames!r}")
         temperature = check_temperature(temperature)
         mean, std = self.norm["latent_mean"], self.norm["latent_std"]
-        primed = None if prime is None else (np.asarray(prime, np.float32) - mean) / std
+        primed = None if prime is None else (np.concatenate(self.split(prime), axis=-1) - mean) / std
         z = self._numpy_prior.sample(int(n_frames), pitch_features=prior_pitch_features(self.pitch_label(pitch)),
                                      temperature=float(temperature), seed=seed, prime=primed)
-        return z * std + mean
+        z = z * std + mean
+        z[:, self.z_dim :] = Contour.from_columns(z[:, self.z_dim :]).columns()
+        return z
 
 
 def _graph_function(network, first_shape):
-    """``network([a, pitch])`` as one TensorFlow graph, traced once for any batch and length: an
+    """``network([a, contour])`` as one TensorFlow graph, traced once for any batch and length: an
     eager call dispatches every op from Python, which costs more than the maths at these sizes."""
     import tensorflow as tf
 
-    pitch_shape = (None, network.inputs[1].shape[-1])
-    return tf.function(lambda a, pitch: network([a, pitch], training=False), reduce_retracing=True,
-                       input_signature=[tf.TensorSpec(first_shape, tf.float32), tf.TensorSpec(pitch_shape, tf.float32)])
+    return tf.function(lambda a, contour: network([a, contour], training=False), reduce_retracing=True,
+                       input_signature=[tf.TensorSpec(first_shape, tf.float32),
+                                        tf.TensorSpec((None, None, CONTOUR_COLUMNS), tf.float32)])
 
 
 def load_bundle(path="pretrained"):
@@ -323,14 +386,16 @@ def load_bundle(path="pretrained"):
     problems = []
     if vae.features != config.n_features:
         problems.append(f"vae.keras has {vae.features} features but config.json's spectral config has {config.n_features}")
-    if hyper.get("z_dim") != vae.z_dim or prior.z_dim != vae.z_dim:
-        problems.append(f"latent sizes disagree: config.json {hyper.get('z_dim')}, vae {vae.z_dim}, prior {prior.z_dim}")
+    width = vae.z_dim + CONTOUR_COLUMNS  # the prior walks the latents and the contour together
+    if hyper.get("z_dim") != vae.z_dim or prior.z_dim != width:
+        problems.append(f"latent sizes disagree: config.json {hyper.get('z_dim')}, vae {vae.z_dim}, prior {prior.z_dim} "
+                        f"(the vae's + {CONTOUR_COLUMNS})")
     if any(norm[k].shape != (config.n_features,) for k in ("frame_mean", "frame_std")) or any(
-        norm[k].shape != (vae.z_dim,) for k in ("latent_mean", "latent_std")
+        norm[k].shape != (width,) for k in ("latent_mean", "latent_std")
     ):
         problems.append("norm.npz shapes do not match the model")
-    if any(k in norm and (norm[k].shape != (vae.z_dim,) or not np.all(np.isfinite(norm[k]))) for k in WALK_KEYS):
-        problems.append(f"norm.npz's {' and '.join(WALK_KEYS)} must be {vae.z_dim} finite numbers each")
+    if any(k in norm and (norm[k].shape != (width,) or not np.all(np.isfinite(norm[k]))) for k in WALK_KEYS):
+        problems.append(f"norm.npz's {' and '.join(WALK_KEYS)} must be {width} finite numbers each")
     if arch != vae.architecture:
         problems.append(f"the architecture in config.json {arch} is not vae.keras's {vae.architecture}")
     if problems:
@@ -357,7 +422,7 @@ def save_bundle(out, *, config, hyper, training, vae, prior, norm, metrics, over
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
         np.savez(tmp / "norm.npz", **norm)
         _inference_copy(vae, {"frames": np.zeros((1, 8, vae.features), np.float32),
-                              "pitch": np.zeros((1, PITCH_FEATURES), np.float32)}).save(tmp / "vae.keras")
+                              "contour": np.full((1, 8, CONTOUR_COLUMNS), HOLD_PITCH, np.float32)}).save(tmp / "vae.keras")
         _inference_copy(prior, {"z": np.zeros((1, 9, prior.z_dim), np.float32),
                                 "pitch": np.zeros((1, 2), np.float32)}).save(tmp / "prior.keras")
     return out

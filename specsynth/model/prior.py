@@ -1,7 +1,9 @@
 """An LSTM prior over latent sequences: p(z_t | z_<t, pitch).
 
-Trained on the encoder means of the training set (normalised per dimension), it predicts the next
-latent frame as a mixture of ``mixtures`` diagonal Gaussians (``mixtures=1`` is a single
+Its "latents" are the model's latent rows ``[z + 2]``: the encoder's means and the pitch contour's
+two columns (f0, voicing), so a walk moves in pitch as its training sounds do (glides, vibrato,
+voiced and unvoiced stretches); ``pitch`` is the sound's label (:func:`specsynth.pitch.label_of`).
+Trained on the training set's rows (normalised per dimension), it predicts the next frame as a mixture of ``mixtures`` diagonal Gaussians (``mixtures=1`` is a single
 Gaussian). Sampling runs the LSTM recurrence in NumPy from the trained weights, so it is fast and
 needs no TensorFlow graph per step.
 

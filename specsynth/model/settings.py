@@ -34,6 +34,7 @@ class TrainSettings:
     batch_size: int = 32
     segment_seconds: float = 1.024  # the VAE's training segments (64 frames at 62.5 frames/s)
     learning_rate: float = 1e-3
+    gain_db: float = 24.0  # each training segment is turned down by a random 0..gain_db dB (level augmentation)
     clip_norm: float = 2000.0  # the VAE's gradients are scaled down to this global norm, if above it
     prior_units: int = 256
     prior_mixtures: int = 4
@@ -59,6 +60,8 @@ class TrainSettings:
             raise ConfigError("segment_seconds, prior_segment_seconds and prior_onset_seconds must be > 0")
         if self.prior_anywhere_seconds < 0 or self.prior_onset_weight < 0:
             raise ConfigError("prior_anywhere_seconds and prior_onset_weight must be >= 0")
+        if not 0 <= self.gain_db <= 60:
+            raise ConfigError(f"gain_db must be in 0..60, got {self.gain_db}")
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not self.clip_norm > 0:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, OutputError, TrainingError
-from ..pitch import pitch_features
+from ..pitch import CONTOUR_COLUMNS
 from .checkpoint import RESTARTS, fit_guarded, write_state
 from .settings import TrainSettings
 
@@ -101,17 +101,17 @@ class Trainer:
             shutil.rmtree(self.work, ignore_errors=True)
             self.work.mkdir(parents=True)
             train_idx, val_idx = split_items(data.items, settings.val_fraction, settings.seed)
-            train_frames = np.concatenate([data.item_frames(data.items[i]) for i in train_idx])
+            mean, std = data.frame_stats(train_idx)  # read in chunks: the frames stay on disk
             n = self.config.n_features
             self.state = {
                 "settings": asdict(settings), "train_items": train_idx, "val_items": val_idx,
                 # One offset and one scale for every feature (the decoder's envelopes are smooth,
                 # so the targets should not carry a per-bin offset it cannot draw).
-                "frame_mean": np.full(n, float(train_frames.mean())).tolist(),
+                "frame_mean": np.full(n, float(mean)).tolist(),
                 # Per-feature scales would blow up the bins that are nearly always at the floor in
                 # training (a held-out sound with energy there lands hundreds of "stds" out); a
                 # shared one keeps the loss in plain dB^2, like the metrics.
-                "frame_std": np.full(n, max(float(train_frames.std()), 1e-2)).tolist(),
+                "frame_std": np.full(n, max(float(std), 1e-2)).tolist(),
                 "vae_epochs_done": 0, "prior_epochs_done": 0, "elapsed_s": 0.0,
             }
             write_state(self.state_path, self.state)
@@ -177,8 +177,8 @@ class Trainer:
         settings, data = self.settings, self.data
         # A subset of the sounds, seen more often, fits their paths more tightly (see the recipe).
         self.prior_idx = self.train_idx[:: settings.prior_every]
-        # The prior learns how *sounding* latents move: release tails and silence would teach it
-        # that everything fades out, and a texture loop grown from it would too.
+        # The prior learns how *sounding* latents move, with their contours: release tails and
+        # silence would teach it that everything fades out, and a texture loop grown from it would too.
         self.latents = {i: self._encode(i)[active_span(data.item_frames(data.items[i]))]
                         for i in self.prior_idx + self.val_idx}
         train_lat = np.concatenate([self.latents[i] for i in self.prior_idx])
@@ -190,7 +190,7 @@ class Trainer:
 
         def build():
             with self.strategy.scope():
-                prior = LatentPrior(settings.z_dim, units=settings.prior_units, mixtures=settings.prior_mixtures,
+                prior = LatentPrior(settings.z_dim + CONTOUR_COLUMNS, units=settings.prior_units, mixtures=settings.prior_mixtures,
                                     sampled_inputs=settings.prior_sampled_inputs,
                                     sampled_passes=settings.prior_sampled_passes, seed=settings.seed, starts=True)
                 # The learning rate falls to 5% over the run (cosine): walks depend on where the
@@ -248,6 +248,7 @@ class Trainer:
             "pitch_counts": {str(k): int(n) for k, n in zip(labels, counts)},  # training sounds per label
             "val_names": [data.items[i]["name"] for i in val_idx][:5000],
             "data_summary": data.summary, "seconds": round(elapsed_s, 1), "seed": settings.seed,
+            "peak_memory_mb": _peak_memory_mb(),
             "machine": _machine(), "history": self.state.get("history", {}),
         }
         norm = {"frame_mean": self.frame_mean, "frame_std": self.frame_std,
@@ -263,34 +264,34 @@ class Trainer:
     def _elapsed(self):
         return self.elapsed_before + time.time() - self.started
 
-    def _segments(self, indices):
-        from .dataset import segment_rows
+    def _vae_inputs(self, indices, *, shuffle=True, seed=0):
+        """The segments of these items (frames with their contours) read from the dataset batch by
+        batch; training segments get a random gain (``settings.gain_db``), so the model keeps
+        the level it is given."""
+        from .dataset import segment_dataset
 
-        return segment_rows([self.data.items[i]["frames"] for i in indices], self.frames["segment"])
-
-    def _vae_inputs(self, indices, **options):
-        """The segments of these items as a dataset: rows into one table of their frames."""
-        from .dataset import tf_dataset
-
-        data = self.data
-        table = np.concatenate([data.item_frames(data.items[i]) for i in indices])
-        rows, owner = self._segments(indices)
-        labels = np.asarray([data.items[i]["pitch"] for i in indices])[owner]
-        return tf_dataset({"frames": rows, "pitch": pitch_features(labels)}, batch_size=self.settings.batch_size,
-                          rows=(table, self.frame_mean, self.frame_std), **options)
+        return segment_dataset(self.data, indices, seg_len=self.frames["segment"], batch_size=self.settings.batch_size,
+                               offset=float(self.frame_mean[0]), scale=float(self.frame_std[0]), shuffle=shuffle,
+                               seed=seed, gain_db=(-self.settings.gain_db, 0.0) if shuffle and self.settings.gain_db
+                               else None)
 
     def _vae_steps(self):
-        rows, _ = self._segments(self.train_idx)
-        return self.settings.epochs * -(-len(rows) // self.settings.batch_size)
+        from .dataset import segment_starts
+
+        owner, _, _ = segment_starts([self.data.items[i]["frames"] for i in self.train_idx], self.frames["segment"])
+        segments = len(owner)
+        return self.settings.epochs * -(-segments // self.settings.batch_size)
 
     def _encode(self, i):
+        """Item ``i``'s latents ``[time, z + 2]``: encoder means, then its contour's columns."""
         item = self.data.items[i]
         x = ((self.data.item_frames(item) - self.frame_mean) / self.frame_std)[None]
-        pf = pitch_features(item["pitch"])[None]
-        return np.asarray(self.vae.encoder([x, pf], training=False)[0])[0]
+        cols = np.asarray(self.data.item_contour(item), np.float32)
+        mean = np.asarray(self.vae.encoder([x, cols[None]], training=False)[0])[0]
+        return np.concatenate([mean, cols], axis=1)
 
     def _sequences(self, indices):
-        """The sounds' normalised latent sequences and their pitch labels."""
+        """The sounds' normalised latent sequences (contours included) and their pitch labels."""
         return ([(self.latents[i] - self.latent_mean) / self.latent_std for i in indices],
                 [self.data.items[i]["pitch"] for i in indices])
 
@@ -341,6 +342,13 @@ def train(dataset, out, *, settings=None, resume=False, overwrite=False, verbose
     trainer.fit_prior()
     trainer.calibrate()
     return trainer.save()
+
+
+def _peak_memory_mb():
+    """This process's peak resident memory in MB (of the last run, when training was resumed)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _machine():

@@ -1,12 +1,13 @@
-"""A pitch-conditioned VAE over spectrogram frames.
+"""A contour-conditioned VAE over spectrogram frames.
 
 Frames ``[time, F]`` (normalised dB) are encoded, with a few frames of context on either side
-(1-D convolutions over time), into a latent sequence ``[time, z]`` at the STFT frame rate
-(``sample_rate / hop``, 62.5 Hz by default). The encoder reads each frame in partial numbers of
-the pitch label (:class:`HarmonicInput`) and the decoder draws it the same way
-(:class:`PartialsOutput`: partials at the label's f0 over a noise floor), so the latents carry the
-timbre (partial amplitudes, tuning, noise), a timbre can be decoded at any pitch, and a note at a
-pitch no training note had is encoded like its neighbours.
+(1-D convolutions over time), into a latent sequence ``[time, z]`` at the STFT frame rate. Both
+halves are conditioned on the sound's pitch contour ``[time, 2]`` (f0 in fractional MIDI and
+voicing per frame, :func:`specsynth.pitch.track`): the encoder reads each frame in partial
+numbers of its own f0 (:class:`ContourView`) beside the raw frame, and the decoder draws partials
+along the contour, a free residual spectrum for what is not one harmonic series, and noise
+(:class:`SpectrumOutput`). The latents carry the timbre; the contour carries the pitch, so a
+timbre can be decoded along any contour (transposed, flattened, blended).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 from ._keras import keras
 from keras import layers, ops
 
-from ..pitch import PITCH_FEATURES
+from ..pitch import CONTOUR_COLUMNS
 from .settings import ARCHITECTURE
 
 PACKAGE = "specsynth"
@@ -79,22 +80,52 @@ def _hann_power(d):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class PartialsOutput(layers.Layer):
-    """A frame drawn as partials over a noise floor, at the pitch label's f0.
+class ContourFeatures(layers.Layer):
+    """``[B, T, 2]`` contour columns (f0 in MIDI, voicing 0..1) -> ``[B, T, 4]`` features that
+    condition the encoder and decoder: the position on the keyboard, the voicing, and two slow
+    periodic features of the f0, all continuous in MIDI number."""
 
-    Per frame the decoder gives: a fine tuning (within +-1 semitone of the label) and a stretch
-    ``B`` (partial ``n`` at ``n f0 sqrt(1 + B n^2)``, as in a piano string); an amplitude for each
-    of the first ``harmonics`` partials and for the half-partials between them (a sub-octave, as
-    in an organ's 16' stop), on top of a smooth partial envelope over frequency; and a smooth
-    noise envelope. Each bin's power is the Hann window's response to its two nearest partials
-    plus the noise; the frame is that power in dB, floored like the data. Partials are placed by
-    f0, timbre lives in amplitudes per partial, so a timbre renders at any pitch.
+    def call(self, contour):
+        midi, voicing = contour[..., 0:1], contour[..., 1:2]
+        turn = 2.0 * np.pi * midi / 96.0
+        return ops.concatenate([(midi - 60.0) / 24.0, voicing, ops.sin(turn), ops.cos(turn)], axis=-1)
 
-    The envelopes' triangles lie on ``log(1 + bin / warp)``. With ``warp`` 64 (1 kHz) the lowest are
-    1.8 bins apart and the highest 16. Triangles narrower than a bin let the envelope tilt across a
-    low partial's main lobe, which moves its peak: a tilt of under 2 dB per bin shifts a 37 Hz
-    sub-octave by a semitone. The lowest partials have amplitudes of their own, so the envelope
-    needs no finer detail there.
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (4,)
+
+
+# The decoder's output is bounded: each part's level (partials, noise, residual) stays below
+# PART_CEILING_DB (dB over a full-scale sine's peak bin), softly, and a frame's total power
+# below that of a full-scale sine FRAME_CEILING_DB down, softly (a knee of order KNEE). Noise
+# at that power peaks near +6 dBFS; real sounds, whose frames lie well below it, pass unchanged.
+PART_CEILING_DB = 6.0
+FRAME_CEILING_DB = -6.0
+KNEE = 4.0
+SINE_FRAME_POWER = 1.5  # a full-scale sine's frame power in units of its peak bin (Hann: 1 + 2 * 0.25)
+
+
+def soft_ceiling(db, ceiling):
+    """``db`` below ``ceiling``, softly: near the identity well under it, never above it."""
+    return ceiling - ops.softplus(ceiling - db)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SpectrumOutput(layers.Layer):
+    """A frame drawn as partials along the pitch contour, a free residual spectrum and noise.
+
+    Per frame the decoder gives: a stretch ``B`` (partial ``n`` at ``n f0 sqrt(1 + B n^2)``, as in
+    a piano string) of the partials of the contour's f0 (taken as given, so a drawn pitch follows
+    the contour to the cent); an amplitude for each of the first ``harmonics`` partials and for
+    the half-partials between them (a sub-octave, as in an organ's 16' stop), on top of a smooth
+    partial envelope over frequency; a smooth noise envelope; and a residual level for every
+    bin, which draws what is not one harmonic series of the contour: the inharmonic partials of
+    bells and chimes, chords, the fine structure of cymbals, breath and crackle. Each bin's power
+    is the Hann window's response to its two nearest partials plus noise and residual, bounded
+    (:data:`PART_CEILING_DB`, :data:`FRAME_CEILING_DB`); the frame is that power in dB, floored
+    like the data. The voicing reaches the decoder through its conditioning features, which let
+    it silence the partials of unvoiced frames.
+
+    The envelopes' triangles lie on ``log(1 + bin / warp)`` (see :func:`smooth_basis`).
     """
 
     def __init__(self, spectral, db_offset=-60.0, db_scale=20.0, env_bands=ARCHITECTURE["env_bands"],
@@ -110,25 +141,24 @@ class PartialsOutput(layers.Layer):
         self._freqs = (np.arange(cfg.n_bins) * self._bin_width).astype("float32")
         self._mel = mel_basis(cfg).T.copy() if cfg.representation == "mel" else None
         self._basis = smooth_basis(cfg.n_bins, env_bands, warp)
+        self._frame_ceiling = SINE_FRAME_POWER * 10.0 ** (FRAME_CEILING_DB / 10.0)
         slots = np.arange(1, 2 * harmonics + 1)
         self._slot_offset = np.where(slots % 2 == 1, -30.0, 0.0).astype("float32")  # half-partials start quiet
         self.noise = layers.Dense(env_bands, name="noise")
         self.envelope = layers.Dense(env_bands, name="partial_envelope")
         self.slots = layers.Dense(2 * harmonics, name="partials")
-        self.tuning = layers.Dense(2, name="tuning")
+        self.stretch = layers.Dense(1, name="stretch")
+        self.residual = layers.Dense(cfg.n_bins, name="residual", bias_initializer=keras.initializers.Constant(-3.0))
 
     def build(self, input_shapes):
         h_shape, _ = input_shapes
-        for dense in (self.noise, self.envelope, self.slots, self.tuning):
+        for dense in (self.noise, self.envelope, self.slots, self.stretch, self.residual):
             dense.build(h_shape)
 
     def call(self, inputs):
-        h, pitch_seq = inputs
-        unpitched = pitch_seq[..., 0]
-        tune = self.tuning(h)
-        midi = pitch_seq[..., 1] * 127.0 + ops.tanh(tune[..., 0])
-        f0 = ops.expand_dims(_hz(midi), -1)  # [B, T, 1]
-        stretch = ops.expand_dims(1e-3 * ops.sigmoid(tune[..., 1] - 4.0), -1)
+        h, contour = inputs
+        f0 = ops.expand_dims(_hz(contour[..., 0]), -1)  # [B, T, 1]
+        stretch = 1e-3 * ops.sigmoid(self.stretch(h) - 4.0)
         ratio = self._freqs / f0  # bin frequency in units of f0: [B, T, K]
         # the partial number n with n f0 sqrt(1 + B n^2) at this bin, in half-partial steps
         position = 2.0 * ops.sqrt(2.0 * ops.square(ratio) / (1.0 + ops.sqrt(1.0 + 4.0 * stretch * ops.square(ratio))))
@@ -145,11 +175,13 @@ class PartialsOutput(layers.Layer):
             index = ops.cast(slot, "int32")
             index = ops.where(index > n_slots, n_slots + 1 + index % 2, index)  # beyond: partial / half-partial
             index = ops.maximum(index, 0)  # a NaN position (diverged weights) must not index out of the table
-            level = ops.minimum(envelope + ops.take_along_axis(table, index, axis=-1), 40.0)
+            level = soft_ceiling(envelope + ops.take_along_axis(table, index, axis=-1), PART_CEILING_DB)
             power = power + ops.power(10.0, level / 10.0) * _hann_power((self._freqs - centre) / self._bin_width)
-        power = ops.expand_dims(1.0 - unpitched, -1) * power
-        noise = 10.0 * ops.matmul(self.noise(h), self._basis) - 60.0
-        power = power + ops.power(10.0, ops.minimum(noise, 40.0) / 10.0) + 1e-10
+        noise = soft_ceiling(10.0 * ops.matmul(self.noise(h), self._basis) - 60.0, PART_CEILING_DB)
+        residual = soft_ceiling(20.0 * self.residual(h) - 40.0, PART_CEILING_DB)
+        power = power + ops.power(10.0, noise / 10.0) + ops.power(10.0, residual / 10.0)
+        total = ops.sum(power, axis=-1, keepdims=True) / self._frame_ceiling
+        power = power * ops.power(1.0 + ops.power(total, KNEE), -1.0 / KNEE) + 1e-10
         if self._mel is not None:
             power = ops.matmul(power, self._mel)
         db = ops.maximum(10.0 * ops.log10(power), self.floor)
@@ -165,17 +197,16 @@ class PartialsOutput(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class HarmonicInput(layers.Layer):
-    """The encoder's view of a frame, the same wherever its pitch puts the partials.
+class ContourView(layers.Layer):
+    """The encoder's view of a frame in partial numbers of its own f0.
 
-    ``[B, T, F]`` normalised frames and ``[B, 4]`` pitch features -> ``[B, T, 2 * harmonics +
-    env_bands]``: the level at each partial and half-partial of the label's f0 (the loudest
+    ``[B, T, F]`` normalised frames and ``[B, T, 2]`` contour columns -> ``[B, T, 2 * harmonics +
+    env_bands]``: the level at each partial and half-partial of the frame's f0 (the loudest
     feature within an eighth of f0 of it, at least half a feature and at most 2 away), then a
     smooth envelope (the mean level under each of ``env_bands`` triangles on a log-frequency
-    axis). Partials above Nyquist, and all of them for "unpitched", read as the floor. Raw
-    frames put each pitch's partials in its own bins, so an encoder over them did not carry over
-    to pitches no training note had; in partial numbers every pitch looks alike, as the decoder
-    (:class:`PartialsOutput`) draws it.
+    axis). Partials above Nyquist read as the floor. In partial numbers every pitch looks alike,
+    as the decoder (:class:`SpectrumOutput`) draws it, so the encoder carries over to pitches no
+    training sound had; the voicing and the raw frame reach the encoder beside this view.
     """
 
     REACH = 2  # features either side of a partial's position that may hold its peak
@@ -206,22 +237,18 @@ class HarmonicInput(layers.Layer):
         return ops.take(self._index_of_hz, ops.cast(ops.round(hz), "int32"))
 
     def call(self, inputs):
-        frames, pitch = inputs  # [B, T, F], [B, 4]
-        f0 = _hz(pitch[:, 1:2] * 127.0)  # [B, 1]
-        hz = f0 * self._half_slots  # [B, S]
+        frames, contour = inputs  # [B, T, F], [B, T, 2]
+        f0 = _hz(contour[..., 0:1])  # [B, T, 1]
+        hz = f0 * self._half_slots  # [B, T, S]
         position = self._index(hz)
         reach = ops.clip(self._index(hz + 0.125 * f0) - position, 0.5, float(self.REACH))
-        shape = ops.shape(frames)
-        best = ops.full((shape[0], shape[1], 2 * self.harmonics), -1e4)
+        best = ops.full(ops.shape(hz), -1e4)
         for offset in range(-self.REACH, self.REACH + 1):
             index = ops.round(position) + float(offset)
-            near = ops.abs(index - position) <= reach  # [B, S]
+            near = ops.abs(index - position) <= reach
             index = ops.cast(ops.clip(index, 0.0, self.features - 1.0), "int32")
-            index = ops.broadcast_to(ops.expand_dims(index, 1), (shape[0], shape[1], 2 * self.harmonics))
-            level = ops.take_along_axis(frames, index, axis=-1)
-            best = ops.maximum(best, ops.where(ops.expand_dims(near, 1), level, -1e4))
-        audible = ops.logical_and(hz < self.nyquist, pitch[:, :1] < 0.5)  # [B, S]
-        partials = ops.where(ops.expand_dims(audible, 1), best, self.floor)
+            best = ops.maximum(best, ops.where(near, ops.take_along_axis(frames, index, axis=-1), -1e4))
+        partials = ops.where(hz < self.nyquist, best, self.floor)
         envelope = ops.matmul(frames, self._average)
         return ops.concatenate([partials, envelope], axis=-1)
 
@@ -240,45 +267,45 @@ def build_encoder(spectral, *, z_dim=16, width=256, kernel=5, db_offset=-60.0, d
     from ..spectral import SpectralConfig
 
     frames = keras.Input((None, SpectralConfig.from_dict(spectral).n_features), name="frames")
-    pitch = keras.Input((PITCH_FEATURES,), name="pitch")
-    p = layers.Dense(64, activation="gelu", name="pitch_embed")(pitch)
-    view = HarmonicInput(spectral, db_offset=db_offset, db_scale=db_scale, env_bands=env_bands, harmonics=harmonics,
-                         warp=input_warp, name="harmonic_view")([frames, pitch])
-    h = layers.Conv1D(width, kernel, padding="same", activation="gelu", name="conv1")(view)
-    h = layers.Concatenate(name="with_pitch")([h, BroadcastTime(name="pitch_time")([h, p])])
+    contour = keras.Input((None, CONTOUR_COLUMNS), name="contour")
+    c = layers.Dense(64, activation="gelu", name="contour_embed")(ContourFeatures(name="contour_features")(contour))
+    view = ContourView(spectral, db_offset=db_offset, db_scale=db_scale, env_bands=env_bands, harmonics=harmonics,
+                       warp=input_warp, name="contour_view")([frames, contour])
+    raw = layers.Dense(width, name="frame_embed")(frames)  # what the partial view misses: inharmonic detail
+    h = layers.Concatenate(name="with_contour")([view, raw, c])
+    h = layers.Conv1D(width, kernel, padding="same", activation="gelu", name="conv1")(h)
     h = layers.Conv1D(width, kernel, padding="same", activation="gelu", name="conv2")(h)
     mean = layers.Conv1D(z_dim, 1, name="z_mean")(h)
     logvar = layers.Conv1D(z_dim, 1, name="z_logvar")(h)
-    return keras.Model([frames, pitch], [mean, logvar], name="encoder")
+    return keras.Model([frames, contour], [mean, logvar], name="encoder")
 
 
 def build_decoder(spectral, *, z_dim=16, width=256, kernel=5, db_offset=-60.0, db_scale=20.0,
                   env_bands=ARCHITECTURE["env_bands"], harmonics=ARCHITECTURE["harmonics"],
                   warp=ARCHITECTURE["warp"]):
     z = keras.Input((None, z_dim), name="z")
-    pitch = keras.Input((PITCH_FEATURES,), name="pitch")
-    pitch_seq = BroadcastTime(name="pitch_time")([z, pitch])
-    p = layers.Dense(64, activation="gelu", name="pitch_embed")(pitch)
-    h = layers.Concatenate(name="with_pitch")([z, BroadcastTime(name="pitch_embed_time")([z, p])])
+    contour = keras.Input((None, CONTOUR_COLUMNS), name="contour")
+    c = layers.Dense(64, activation="gelu", name="contour_embed")(ContourFeatures(name="contour_features")(contour))
+    h = layers.Concatenate(name="with_contour")([z, c])
     h = layers.Conv1D(width, kernel, padding="same", activation="gelu", name="conv1")(h)
     h = layers.Conv1D(2 * width, kernel, padding="same", activation="gelu", name="conv2")(h)
-    out = PartialsOutput(spectral, db_offset=db_offset, db_scale=db_scale, env_bands=env_bands, harmonics=harmonics,
-                         warp=warp, name="frames")([h, pitch_seq])
-    return keras.Model([z, pitch], out, name="decoder")
+    out = SpectrumOutput(spectral, db_offset=db_offset, db_scale=db_scale, env_bands=env_bands, harmonics=harmonics,
+                         warp=warp, name="frames")([h, contour])
+    return keras.Model([z, contour], out, name="decoder")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class VAE(keras.Model):
     """Encoder + decoder trained on normalised frames with a Gaussian likelihood and β-KL.
 
-    Inputs are dicts ``{"frames": [B, T, F], "pitch": [B, 4]}`` (:func:`specsynth.pitch.pitch_features`);
+    Inputs are dicts ``{"frames": [B, T, F], "contour": [B, T, 2]}`` (f0 in MIDI, voicing);
     ``spectral`` is the :class:`specsynth.spectral.SpectralConfig` as a dict and ``db_offset``,
     ``db_scale`` the frames' normalisation (the output layer works in dB). The loss per frame is
     ``0.5 * sum_f (x - x_hat)^2 + beta_t * KL(q(z|x) || N(0, I))`` with ``beta_t`` rising linearly
     from 0 to ``beta`` over ``warmup_steps`` optimizer steps (KL warm-up). The encoder's
     log-variances are bounded above by :data:`LOGVAR_MAX` (softly) before the loss and the draw.
     ``env_bands``, ``harmonics``, ``warp`` and ``input_warp`` shape the decoder's output
-    (:class:`PartialsOutput`) and the encoder's view (:class:`HarmonicInput`, whose warp is
+    (:class:`SpectrumOutput`) and the encoder's view (:class:`ContourView`, whose warp is
     ``input_warp``); :data:`specsynth.model.settings.ARCHITECTURE` has their defaults.
     """
 
@@ -306,18 +333,18 @@ class VAE(keras.Model):
     def architecture(self):
         """``{"env_bands", "harmonics", "warp", "input_warp"}`` as the decoder's output layer and the
         encoder's view hold them."""
-        out, view = self.decoder.get_layer("frames"), self.encoder.get_layer("harmonic_view")
+        out, view = self.decoder.get_layer("frames"), self.encoder.get_layer("contour_view")
         return {"env_bands": out.env_bands, "harmonics": out.harmonics, "warp": out.warp, "input_warp": view.warp}
 
     def call(self, inputs, training=False):
-        mean, logvar = self.encoder([inputs["frames"], inputs["pitch"]], training=training)
+        mean, logvar = self.encoder([inputs["frames"], inputs["contour"]], training=training)
         logvar = LOGVAR_MAX - ops.softplus(LOGVAR_MAX - logvar)
         if training:
             eps = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
             z = mean + ops.exp(0.5 * logvar) * eps
         else:
             z = mean
-        recon = self.decoder([z, inputs["pitch"]], training=training)
+        recon = self.decoder([z, inputs["contour"]], training=training)
         return {"frames": recon, "mean": mean, "logvar": logvar}
 
     def kl_weight(self):
