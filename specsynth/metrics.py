@@ -138,8 +138,16 @@ def spectral_flux(mag, *, floor_db=60.0):
 def circular_flux(samples, config):
     """A loop's frame-to-frame spectral flux played on repeat: ``(flux, m)``, ``flux[j]`` from
     frame ``j`` to ``j + 1`` of a circular STFT (the last frame to the first), and ``m`` the frame
-    centred on the wrap point (sample 0)."""
-    mag = spectral.magnitude(np.asarray(samples, np.float32), config, circular=True)
+    centred on the wrap point (sample 0). A loop whose length is not a whole number of hops is
+    first resampled periodically (FFT) to the next whole number: the circular STFT would pad it
+    with silence, a seam that playing it on repeat does not have."""
+    samples = np.asarray(samples, np.float32)
+    whole = -(-len(samples) // config.hop) * config.hop
+    if whole != len(samples):
+        from scipy.signal import resample
+
+        samples = resample(samples, whole).astype(np.float32)
+    mag = spectral.magnitude(samples, config, circular=True)
     # frame m is centred on sample m*hop + n_fft/2; the wrap point is sample 0 (== len(x))
     m = (-(config.n_fft // 2) // config.hop) % mag.shape[0]
     return spectral_flux(np.concatenate([mag, mag[:1]], axis=0)), m
