@@ -17,7 +17,7 @@ import pytest
 
 import specsynth
 from conftest import REPO, folder_snapshot, harmonic_tone, noise_burst
-from specsynth import BundleError, ConfigError, OutputError, spectral
+from specsynth import BundleError, ConfigError, OutputError, phase, spectral
 from specsynth.pitch import midi_to_hz
 from tiny_model import PITCHES, PROGRAMS, tiny_bundle_fixture
 
@@ -40,23 +40,39 @@ def tone(midi, seconds=1.0):
     return harmonic_tone(float(midi_to_hz(midi)), seconds)
 
 
+def glide(start, end, seconds=1.0, sr=16000):
+    """A harmonic tone whose pitch glides linearly in MIDI from ``start`` to ``end``."""
+    t = np.arange(int(seconds * sr)) / sr
+    phase = 2 * np.pi * np.cumsum(midi_to_hz(np.linspace(start, end, len(t)))) / sr
+    x = sum(np.sin(k * phase) / k for k in range(1, 7))
+    return (0.3 * x * np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.01)).astype(np.float32)
+
+
+def contour_columns(midi, frames=1, voicing=1.0):
+    """``[1, frames, 2]`` contour columns at a steady ``midi`` (f0, voicing)."""
+    return np.tile(np.array([[[midi, voicing]]], np.float32), (1, frames, 1))
+
+
 # ---------------------------------------------------------------------------------------------
 # The decoder's output layer
 
 
-def partials_frame(config, midi, keras):
-    """One frame from a fresh PartialsOutput with every Dense at its zero start (in dB)."""
-    from specsynth.model.vae import PartialsOutput
-    from specsynth.pitch import pitch_features
+def output_layer(config):
+    from specsynth.model.vae import SpectrumOutput
 
-    layer = PartialsOutput(config.to_dict(), db_offset=0.0, db_scale=1.0)
-    return np.asarray(layer([np.zeros((1, 1, 8), np.float32), pitch_features(midi)[None, None]]))[0, 0]
+    return SpectrumOutput(config.to_dict(), db_offset=0.0, db_scale=1.0)
+
+
+def spectrum_frame(config, midi, keras):
+    """One frame from a fresh SpectrumOutput with every Dense at its zero start (in dB)."""
+    layer = output_layer(config)
+    return np.asarray(layer([np.zeros((1, 1, 8), np.float32), contour_columns(midi)]))[0, 0]
 
 
 @pytest.mark.parametrize("midi", [40, 57, 69, 84])
-def test_partials_output_draws_partials_at_the_harmonics(keras, midi):
+def test_spectrum_output_draws_partials_at_the_harmonics_of_the_contour(keras, midi):
     config = spectral.SpectralConfig()
-    frame = partials_frame(config, midi, keras)
+    frame = spectrum_frame(config, midi, keras)
     assert frame.shape == (config.n_bins,) and np.all(frame >= config.db_floor)
     bin_hz = config.sample_rate / config.n_fft
     f0 = float(midi_to_hz(midi))
@@ -75,44 +91,68 @@ def test_partials_output_draws_partials_at_the_harmonics(keras, midi):
     assert frame[midway] < frame[int(np.round(f0 / bin_hz))] - 20
 
 
-def test_partials_output_unpitched_is_only_noise(keras):
-    from specsynth.pitch import UNPITCHED
+def test_spectrum_output_follows_a_fractional_contour(keras):
+    # a quarter tone up moves the first partial by 2.9 % of its frequency, to the bin the contour says
+    config = spectral.SpectralConfig(n_fft=4096, hop=1024)
+    bin_hz = config.sample_rate / config.n_fft
+    for midi in (57.0, 57.5):
+        frame = spectrum_frame(config, midi, keras)
+        first = int(np.argmax(frame[: int(1.3 * midi_to_hz(midi) / bin_hz)]))
+        assert abs(first - midi_to_hz(midi) / bin_hz) <= 0.5
 
-    frame = partials_frame(spectral.SpectralConfig(), UNPITCHED, keras)
-    assert frame.max() - frame.min() < 1.0  # a flat noise floor: no partials
+
+def test_spectrum_outputs_residual_draws_partials_that_are_not_harmonics(keras):
+    # a bell's partials (here at 1, 2.76 and 5.40 times 400 Hz) lie off any harmonic series: the
+    # residual draws them at their own bins, whatever the contour's f0
+    config = spectral.SpectralConfig()
+    layer = output_layer(config)
+    h = np.zeros((1, 1, 8), np.float32)
+    layer([h, contour_columns(60)])
+    bin_hz = config.sample_rate / config.n_fft
+    bins = np.round(np.array([400.0, 1104.0, 2160.0]) / bin_hz).astype(int)
+    kernel, bias = layer.residual.get_weights()
+    bias[bins] = 1.5  # 20 * 1.5 - 40 = -10 dB
+    layer.residual.set_weights([kernel, bias])
+    slots_kernel, slots_bias = layer.slots.get_weights()
+    layer.slots.set_weights([slots_kernel, np.full_like(slots_bias, -8.0)])  # partials 80 dB down
+    frame = np.asarray(layer([h, contour_columns(60)]))[0, 0]
+    np.testing.assert_allclose(frame[bins], -10.0, atol=0.5)
+    others = np.delete(frame, bins)
+    assert others.max() < -40
 
 
-def test_partials_output_for_mel_frames(keras):
+def test_spectrum_output_bounds_a_frames_power_whatever_the_network_says(keras):
+    # Latents far from the data drive every Dense far out; each part stays under its ceiling and
+    # the frame's power under that of a full-scale sine 6 dB down (noise at that power peaks near
+    # +6 dBFS), softly, while a real sound's frame well below it passes unchanged
+    from specsynth.model.vae import FRAME_CEILING_DB, SINE_FRAME_POWER
+
+    config = spectral.SpectralConfig()
+    layer = output_layer(config)
+    quiet = np.asarray(layer([np.zeros((1, 1, 8), np.float32), contour_columns(60)]))[0, 0]
+    rng = np.random.default_rng(0)
+    loud = np.asarray(layer([rng.normal(0, 30, (1, 50, 8)).astype(np.float32), contour_columns(60, 50)]))[0]
+    ceiling = SINE_FRAME_POWER * 10 ** (FRAME_CEILING_DB / 10)
+    power = np.sum(10 ** (loud / 10), axis=-1)
+    assert np.all(np.isfinite(loud)) and power.max() <= ceiling * 1.001
+    assert power.max() > 0.5 * ceiling  # driven hard, it gets there
+    # the starting frame (partials at -30 dB over noise at -60 dB in every bin) stays well under it
+    assert np.sum(10 ** (quiet / 10)) < 0.15 * ceiling
+
+
+def test_spectrum_output_for_mel_frames(keras):
     config = spectral.SpectralConfig(representation="mel", n_mels=64)
-    frame = partials_frame(config, 60, keras)
+    frame = spectrum_frame(config, 60, keras)
     assert frame.shape == (64,) and np.all(np.isfinite(frame)) and frame.max() - frame.min() > 10
 
 
-# ---------------------------------------------------------------------------------------------
-# The encoder's input layer
-
-
-def harmonic_view(config, x, midi):
-    """HarmonicInput's features of ``x`` labelled ``midi``, middle frame: (partial slots, envelope) in dB."""
-    from specsynth.model.vae import HarmonicInput
-    from specsynth.pitch import pitch_features
-
-    layer = HarmonicInput(config.to_dict(), db_offset=0.0, db_scale=1.0)
-    out = np.asarray(layer([spectral.analyze(x, config)[None], pitch_features(midi)[None]]))[0]
-    frame = out[len(out) // 2]
-    return frame[: 2 * layer.harmonics], frame[2 * layer.harmonics :]
-
-
-def test_partials_output_with_nan_input_gives_nan_frames_instead_of_an_indexing_crash(keras):
+def test_spectrum_output_with_nan_input_gives_nan_frames_instead_of_an_indexing_crash(keras):
     # NaN weights (a diverged training step) put partials at NaN positions; cast to int, a NaN
     # became -2**31 and indexing the amplitude table crashed the training run, before the
     # non-finite loss could be seen and the epoch trained again
-    from specsynth.model.vae import PartialsOutput
-    from specsynth.pitch import pitch_features
-
     config = spectral.SpectralConfig()
-    layer = PartialsOutput(config.to_dict(), db_offset=0.0, db_scale=1.0)
-    frame = np.asarray(layer([np.full((1, 3, 8), np.nan, np.float32), pitch_features(60)[None, None]]))
+    layer = output_layer(config)
+    frame = np.asarray(layer([np.full((1, 3, 8), np.nan, np.float32), contour_columns(60, 3)]))
     assert frame.shape == (1, 3, config.n_bins) and not np.isfinite(frame).any()
 
 
@@ -120,11 +160,10 @@ def test_vae_bounds_the_encoders_log_variance_so_a_runaway_one_gives_a_finite_lo
     # Unbounded, exp(logvar) can run away after a loss spike; bounded above (softly), a runaway
     # encoder gives a finite, modest loss
     from specsynth.model.vae import LOGVAR_MAX, VAE
-    from specsynth.pitch import pitch_features
 
     config = spectral.SpectralConfig()
     vae = VAE(config.to_dict(), z_dim=4, width=8, beta=1.0, warmup_steps=0)
-    x = {"frames": (spectral.analyze(tone(60), config)[None, :32] + 60.0) / 20.0, "pitch": pitch_features(60)[None]}
+    x = {"frames": (spectral.analyze(tone(60), config)[None, :32] + 60.0) / 20.0, "contour": contour_columns(60, 32)}
     vae(x)
     logvar_layer = vae.encoder.get_layer("z_logvar")
     kernel, bias = logvar_layer.get_weights()
@@ -140,10 +179,25 @@ def test_vae_bounds_the_encoders_log_variance_so_a_runaway_one_gives_a_finite_lo
     assert np.allclose(np.asarray(vae(x)["logvar"]), -4.0, atol=0.01)
 
 
+# ---------------------------------------------------------------------------------------------
+# The encoder's view of a frame in partials of its own f0
+
+
+def contour_view(config, x, midi):
+    """ContourView's features of ``x`` read at a steady ``midi``, middle frame: (partial slots, envelope) in dB."""
+    from specsynth.model.vae import ContourView
+
+    layer = ContourView(config.to_dict(), db_offset=0.0, db_scale=1.0)
+    frames = spectral.analyze(x, config)
+    out = np.asarray(layer([frames[None], contour_columns(midi, len(frames))]))[0]
+    frame = out[len(out) // 2]
+    return frame[: 2 * layer.harmonics], frame[2 * layer.harmonics :]
+
+
 @pytest.mark.parametrize("midi", [43, 61, 79])
-def test_harmonic_input_reads_each_partial_at_any_pitch(keras, midi):
+def test_contour_view_reads_each_partial_at_any_pitch(keras, midi):
     config = spectral.SpectralConfig()
-    slots, envelope = harmonic_view(config, tone(midi), midi)
+    slots, envelope = contour_view(config, tone(midi), midi)
     assert slots.shape == (128,) and envelope.shape == (80,)
     partials, halves = slots[1::2], slots[0::2]  # slot 2n-1 is partial n, slot 2n-2 the half-partial below it
     audible = int(min(8, config.sample_rate / 2 // midi_to_hz(midi)))
@@ -154,19 +208,17 @@ def test_harmonic_input_reads_each_partial_at_any_pitch(keras, midi):
     assert np.all(partials[audible:] < partials[0] - 40)  # none beyond the eighth
 
 
-def test_harmonic_input_is_the_same_at_another_pitch_and_floors_unpitched(keras):
+def test_contour_view_is_the_same_at_another_pitch(keras):
     config = spectral.SpectralConfig()
-    low, _ = harmonic_view(config, tone(50), 50)
-    high, _ = harmonic_view(config, tone(61), 61)
+    low, _ = contour_view(config, tone(50), 50)
+    high, _ = contour_view(config, tone(61), 61)
     np.testing.assert_allclose(low[1:16:2], high[1:16:2], atol=1.5)  # the same timbre, the same partial levels
     assert np.all(low[0:16:2] < low[1:16:2] - 25) and np.all(high[0:16:2] < high[1:16:2] - 25)
-    from specsynth.pitch import UNPITCHED
-
-    slots, envelope = harmonic_view(config, tone(61), UNPITCHED)
-    assert np.all(slots == config.db_floor)
-    np.testing.assert_allclose(envelope, harmonic_view(config, tone(61), 61)[1])
+    # read at the wrong pitch, the partials are not where the view looks
+    wrong, _ = contour_view(config, tone(61), 64)
+    assert wrong[3] < high[3] - 20
     mel = spectral.SpectralConfig(representation="mel", n_mels=64)
-    slots, envelope = harmonic_view(mel, tone(61), 61)
+    slots, envelope = contour_view(mel, tone(61), 61)
     assert np.all(np.isfinite(slots)) and slots[1] > slots[3] > slots[0]  # partials 1, 2 above the half-partial
 
 
@@ -181,72 +233,117 @@ def test_load_returns_a_model(model, tiny_bundle):
     assert model.path == Path(tiny_bundle)
     assert model.sample_rate == 16000 and model.config == specsynth.SpectralConfig()
     assert model.z_dim == model.meta["model"]["z_dim"] == 4  # what tiny_model trains
+    assert model.latent_width == 6  # and the contour's two columns
     assert model.frame_rate == pytest.approx(16000 / 256)
 
 
 @pytest.mark.parametrize("seconds", [0.3, 1.0, 1.37])
-def test_encode_gives_one_latent_per_spectral_frame(model, seconds):
+def test_encode_gives_one_latent_row_per_spectral_frame_with_the_contour(model, seconds):
     x = tone(60, seconds)
-    z = model.encode(x, pitch=60)
+    z = model.encode(x)
     assert z.dtype == np.float32
-    assert z.shape == (spectral.n_frames(len(x), model.config), model.z_dim)
+    assert z.shape == (spectral.n_frames(len(x), model.config), model.latent_width)
     assert np.all(np.isfinite(z))
+    f0, voicing = z[:, -2], z[:, -1]
+    voiced = voicing >= 0.5
+    assert voiced.mean() > 0.7 and np.all(np.abs(f0[voiced] - 60) < 0.2)
 
 
-def test_encode_depends_on_the_sound_and_the_pitch_label(model):
-    a = model.encode(tone(60), pitch=60)
-    assert not np.allclose(a, model.encode(noise_burst(1.0, burst=(0.0, 1.0)), pitch=60), atol=1e-4)
-    assert not np.allclose(a, model.encode(tone(60), pitch=72), atol=1e-4)
-    np.testing.assert_array_equal(a, model.encode(tone(60), pitch=60))
+def test_encode_carries_a_moving_pitch_and_a_given_pitch_transposes_it(model):
+    x = glide(55, 67, 1.0)
+    z = model.encode(x)
+    f0, voiced = z[:, -2], z[:, -1] >= 0.5
+    t = np.arange(len(z))[voiced]
+    slope, _ = np.polyfit(t, f0[voiced], 1)
+    assert slope * model.frame_rate == pytest.approx(12.0, rel=0.15)  # an octave a second, frame by frame
+    moved = model.encode(x, pitch=72)
+    np.testing.assert_array_equal(moved[:, :-2], z[:, :-2])  # the timbre is what the sound gave
+    np.testing.assert_allclose(moved[:, -2] - z[:, -2], 72 - np.median(f0[voiced]), atol=1e-4)  # the glide kept
+    np.testing.assert_array_equal(moved[:, -1], z[:, -1])
+    # 128 marks the sound unpitched
+    assert np.all(model.encode(x, pitch=128)[:, -1] == 0)
 
 
-def test_encode_with_pitch_auto_estimates_the_label(model):
+def test_encode_depends_on_the_sound(model):
+    a = model.encode(tone(60))
+    assert not np.allclose(a[:, :-2], model.encode(noise_burst(1.0, burst=(0.0, 1.0)))[:, :-2], atol=1e-4)
+    np.testing.assert_array_equal(a, model.encode(tone(60)))
+
+
+def test_noise_and_silence_encode_unvoiced(model):
+    for x in (noise_burst(1.0, burst=(0.0, 1.0)), np.zeros(16000, np.float32), np.zeros(100, np.float32)):
+        z = model.encode(x)
+        assert np.all(np.isfinite(z)) and (z[:, -1] >= 0.5).mean() < 0.1
+
+
+def test_encode_with_pitch_auto_keeps_the_tracked_contour(model):
     x = tone(57, 0.5)  # 220 Hz
     assert model.pitch_label("auto", x) == 57
-    np.testing.assert_allclose(model.encode(x, pitch="auto"), model.encode(x, pitch=57), atol=1e-6)
+    np.testing.assert_array_equal(model.encode(x, pitch="auto"), model.encode(x))
+    np.testing.assert_allclose(model.encode(x, pitch=57)[:, -2], model.encode(x)[:, -2], atol=0.2)
 
 
 def test_decode_gives_db_frames_above_the_floor(model):
-    z = model.encode(tone(60), pitch=60)
-    frames = model.decode(z, pitch=60)
+    z = model.encode(tone(60))
+    frames = model.decode(z)
     assert frames.shape == (len(z), model.config.n_features)
     assert np.all(np.isfinite(frames))
     assert frames.min() >= model.config.db_floor
-    # a batch [b, time, z] decodes to [b, time, F], each row as if decoded alone
-    batch = model.decode(np.stack([z, z[::-1]]), pitch=60)
+    # a batch [b, time, z + 2] decodes to [b, time, F], each row as if decoded alone
+    batch = model.decode(np.stack([z, z[::-1]]))
     assert batch.shape == (2,) + frames.shape
     np.testing.assert_allclose(batch[0], frames, atol=1e-2)  # dB; float32 sums in another order
 
 
-def test_decode_at_another_pitch_changes_the_frames(model):
-    z = model.encode(tone(60), pitch=60)
+def test_decode_at_another_pitch_moves_the_partials(model):
+    z = model.encode(tone(60))
     assert not np.allclose(model.decode(z, pitch=60), model.decode(z, pitch=72), atol=1e-3)
+    # a latent file needs no pitch: decode(z) is decode at its own contour
+    np.testing.assert_array_equal(model.decode(z), model.decode(z, pitch=None))
 
 
-@pytest.mark.parametrize("bad", [129, -1, 60.5, "x"])
+@pytest.mark.parametrize("bad", [129, -1, 127.5, "x"])
 def test_bad_pitch_is_refused(model, bad):
     with pytest.raises(ConfigError, match="pitch"):
         model.encode(tone(60), pitch=bad)
 
 
-def test_reconstruct_keeps_the_length_and_is_finite(model):
+def test_latents_of_the_wrong_width_are_refused(model):
+    with pytest.raises(ConfigError, match="columns"):
+        model.decode(np.zeros((10, model.z_dim), np.float32))
+
+
+def test_resynthesize_keeps_the_length_and_the_level(model):
     x = tone(60, 0.77)
-    y = model.resynthesize(x, pitch=60)
+    y = model.resynthesize(x)
     assert y.dtype == np.float32 and y.shape == x.shape
     assert np.all(np.isfinite(y))
-    assert np.sqrt(np.mean(y**2)) > 1e-4  # a sound, not silence
+    rms = lambda a: 20 * np.log10(np.sqrt(np.mean(a**2)))  # noqa: E731
+    assert abs(rms(y) - rms(x)) < 1.0
 
 
 def test_synthesize_circular_gives_one_loop_period(model):
-    z = model.encode(tone(60), pitch=60)
+    z = model.encode(tone(60))
     t, hop, q = len(z), model.config.hop, model.config.n_fft // model.config.hop
-    loop = model.synthesize(z, pitch=60, circular=True, method="fgla", n_iter=4)
-    plain = model.synthesize(z, pitch=60, method="fgla", n_iter=4)
+    loop = model.synthesize(z, circular=True, method="fgla", n_iter=4)
+    plain = model.synthesize(z, method="fgla", n_iter=4)
     assert loop.shape == (t * hop,)  # circular frames wrap: one frame per hop, no lead-in
     assert plain.shape == ((t - q + 1) * hop,)
     assert np.all(np.isfinite(loop)) and np.sqrt(np.mean(loop**2)) > 1e-4
     # and the length option crops or pads
-    assert model.synthesize(z, pitch=60, circular=True, method="fgla", n_iter=2, length=1000).shape == (1000,)
+    assert model.synthesize(z, circular=True, method="fgla", n_iter=2, length=1000).shape == (1000,)
+
+
+def test_no_latent_edit_gives_output_above_six_dbfs(model):
+    z = model.encode(tone(60))
+    rng = np.random.default_rng(0)
+    edits = [z * np.r_[np.full(model.z_dim, 3.0), 1.0, 1.0],
+             np.concatenate([rng.normal(0, 1, (len(z), model.z_dim)), z[:, -2:]], axis=1),
+             np.concatenate([rng.normal(0, 10, (len(z), model.z_dim)), z[:, -2:]], axis=1)]
+    for edit in edits:
+        # the decoder's own output, before Model.frames_to_audio turns anything down
+        y = phase.frames_to_audio(model.decode(edit.astype(np.float32)), config=model.config, method="fgla", n_iter=8)
+        assert np.all(np.isfinite(y)) and np.max(np.abs(y)) <= 10 ** (6 / 20)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,7 +352,7 @@ def test_synthesize_circular_gives_one_loop_period(model):
 
 def test_sample_prior_shape_and_seed(model):
     a = model.sample_prior(40, pitch=60, temperature=1.0, seed=3)
-    assert a.shape == (40, model.z_dim) and a.dtype == np.float32 and np.all(np.isfinite(a))
+    assert a.shape == (40, model.latent_width) and a.dtype == np.float32 and np.all(np.isfinite(a))
     np.testing.assert_array_equal(a, model.sample_prior(40, pitch=60, temperature=1.0, seed=3))
     b = model.sample_prior(40, pitch=60, temperature=1.0, seed=4)
     assert not np.allclose(a, b)
@@ -277,12 +374,12 @@ def test_sample_prior_spread_grows_with_temperature(model):
 
 
 def test_sample_prior_honours_prime(model):
-    prime = model.encode(tone(60), pitch=60)
-    other = model.encode(noise_burst(1.0, burst=(0.0, 1.0)), pitch=60)
+    prime = model.encode(tone(60))
+    other = model.encode(noise_burst(1.0, burst=(0.0, 1.0)))
     kw = dict(pitch=60, temperature=0, seed=0)
     free = model.sample_prior(20, **kw)
     primed = model.sample_prior(20, prime=prime, **kw)
-    assert primed.shape == (20, model.z_dim)
+    assert primed.shape == (20, model.latent_width)
     assert not np.allclose(free, primed)
     assert not np.allclose(primed, model.sample_prior(20, prime=other, **kw))
     # the continuation depends on the whole prime (the LSTM state), not only its last frame
@@ -447,17 +544,24 @@ def test_walk_calibration_maps_walks_onto_the_datas_moments_and_leaves_the_walk_
 
 def test_a_trained_bundle_calibrates_its_walks_and_one_without_calibration_walks_as_before(tiny_bundle, bundle_copy):
     from specsynth.model.prior import NumpyPrior, prior_pitch_features
+    from specsynth.pitch import Contour
 
     with np.load(Path(tiny_bundle) / "norm.npz") as data:
         scale, shift = data["walk_scale"], data["walk_shift"]
     model = specsynth.load(tiny_bundle)
-    assert scale.shape == shift.shape == (model.z_dim,) and not np.allclose(scale, 1.0)
+    assert scale.shape == shift.shape == (model.latent_width,) and not np.allclose(scale, 1.0)
     mean, std = model.norm["latent_mean"], model.norm["latent_std"]
+
+    def as_latents(walk):  # the contour's columns are kept a contour (MIDI 0..127, voicing 0..1)
+        walk = walk * std + mean
+        walk[:, -2:] = Contour.from_columns(walk[:, -2:]).columns()
+        return walk
+
     raw = NumpyPrior(model.prior).sample(30, pitch_features=prior_pitch_features(60), seed=3)
-    expected = np.clip(raw * scale + shift, -3.5, 3.5) * std + mean
+    expected = as_latents(np.clip(raw * scale + shift, -3.5, 3.5))
     np.testing.assert_allclose(model.sample_prior(30, pitch=60, seed=3), expected, rtol=1e-5, atol=1e-5)
     _edit_norm(bundle_copy, lambda n: [n.pop("walk_scale"), n.pop("walk_shift")])
-    np.testing.assert_allclose(specsynth.load(bundle_copy).sample_prior(30, pitch=60, seed=3), raw * std + mean,
+    np.testing.assert_allclose(specsynth.load(bundle_copy).sample_prior(30, pitch=60, seed=3), as_latents(raw),
                                rtol=1e-5, atol=1e-5)
 
 
@@ -489,7 +593,7 @@ def test_load_pretrained():
     model = specsynth.load("pretrained")
     assert model.path == REPO / "pretrained"
     x = tone(60)
-    assert model.encode(x, pitch=60).shape == (spectral.n_frames(len(x), model.config), model.z_dim)
+    assert model.encode(x).shape == (spectral.n_frames(len(x), model.config), model.latent_width)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -555,7 +659,7 @@ def test_missing_file(bundle_copy, name):
     refused(bundle_copy, "missing", name)
 
 
-@pytest.mark.parametrize("version", [1, 3, 0, None, "2"])
+@pytest.mark.parametrize("version", [1, 2, 4, 0, None, "3"])
 def test_unknown_format_version(bundle_copy, version):
     edit_config(bundle_copy, lambda m: m.update(format_version=version))
     refused(bundle_copy, "format version", repr(version))
@@ -670,10 +774,10 @@ def test_norm_with_wrong_shapes(bundle_copy, key, size):
     refused(bundle_copy, "norm.npz shapes do not match")
 
 
-@pytest.mark.parametrize("value", [np.ones(3, np.float32), np.full(4, np.nan, np.float32)])
+@pytest.mark.parametrize("value", [np.ones(3, np.float32), np.full(6, np.nan, np.float32)])
 def test_norm_with_a_bad_walk_calibration(bundle_copy, value):
     _edit_norm(bundle_copy, lambda n: n.update({"walk_shift": value}))
-    refused(bundle_copy, "walk_scale and walk_shift must be 4 finite numbers")
+    refused(bundle_copy, "walk_scale and walk_shift must be 6 finite numbers")
 
 
 def test_norm_missing_an_array(bundle_copy):
@@ -758,14 +862,14 @@ def test_train_writes_a_complete_bundle(seed_runs):
     assert not (root / "a.partial").exists(), "the work folder was left behind"
     assert sorted(p.name for p in root.iterdir()) == ["a", "b", "c"]  # no temporary folders either
     meta = json.loads((out / "config.json").read_text())
-    assert meta["format_version"] == 2
+    assert meta["format_version"] == 3
     assert meta["model"]["z_dim"] == 4 and meta["model"]["width"] == 8
     assert meta["training"]["items"] == 3 and meta["training"]["seed"] == 0
     assert len(meta["training"]["history"]["vae"]) == 1
     assert any(line.startswith("wrote ") for line in logs["a"])
     # the returned model works, and is what loading the folder gives
     x = tone(60)
-    np.testing.assert_array_equal(runs["a"].encode(x, pitch=60), specsynth.load(out).encode(x, pitch=60))
+    np.testing.assert_array_equal(runs["a"].encode(x), specsynth.load(out).encode(x))
 
 
 @pytest.mark.parametrize("counts, label", [({"48": 1, "60": 1, "72": 1}, 60), ({"40": 5, "60": 1, "72": 1}, 40),
@@ -796,7 +900,7 @@ def test_tiny_bundle_has_held_out_metrics_and_history(tiny_bundle):
 def test_same_seed_same_weights_other_seed_other_weights(seed_runs):
     _, runs, _ = seed_runs
     x = tone(60)
-    za, zb, zc = (runs[k].encode(x, pitch=60) for k in "abc")
+    za, zb, zc = (runs[k].encode(x) for k in "abc")
     np.testing.assert_array_equal(za, zb)
     for wa, wb in zip(runs["a"].vae.get_weights(), runs["b"].vae.get_weights()):
         np.testing.assert_array_equal(wa, wb)
@@ -834,7 +938,7 @@ def test_a_trainer_runs_step_by_step_and_calibrates_on_at_most_calibration_walks
     trainer.fit_prior()
     walk = trainer.calibrate()
     assert any(line.startswith("walk calibration over 2 sounds ") for line in logs)  # every 2nd of the 3 tones
-    assert walk["walk_scale"].shape == (4,) and not out.exists()
+    assert walk["walk_scale"].shape == (6,) and not out.exists()
     model = trainer.save()
     np.testing.assert_array_equal(model.norm["walk_scale"], walk["walk_scale"])
     assert not (tmp_path / "m.partial").exists()
