@@ -329,13 +329,14 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
 
     The LSTM prior is primed with the seed sound's latents and contour (or starts cold, at
     ``pitch`` or else at the model's :attr:`~specsynth.model.bundle.Model.walk_pitch`), sampled for
-    the loop length
-    plus a blend region; the tail that follows the loop is crossfaded into its head in latent
-    space, so the last frame flows into the first; the decoder sees the sequence wrapped around;
-    phase is reconstructed in circular mode; and the result is resampled periodically (FFT) to
-    the exact length, which keeps the wrap seamless. The file then starts at the loop's steadiest
-    frame (see :func:`specsynth.metrics.loop_start`); ``metrics["blend_flux"]`` is the flux where the blend
-    sits inside it.
+    the loop length plus a blend region; the tail that follows the loop is crossfaded into its
+    head in latent space, so the last frame flows into the first; the decoder sees the sequence
+    wrapped around; phase is reconstructed in circular mode; and the result is resampled
+    periodically (FFT) to the exact length, which keeps the wrap seamless. A loop seeded with a
+    recording plays at the RMS level of the seed's body (within
+    :data:`~specsynth.model.bundle.PEAK_CEILING`). The file then starts at the loop's steadiest
+    frame (see :func:`specsynth.metrics.loop_start`); ``metrics["blend_flux"]`` is the flux where
+    the blend sits inside it.
     """
     started = time.perf_counter()
     seconds = check_loop_seconds(seconds)
@@ -343,7 +344,7 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
     n_samples = int(round(seconds * sr))
     n_frames = -(-n_samples // hop)
     n_blend = int(np.clip(round(blend_seconds * model.frame_rate), 1, max(1, n_frames // 2)))
-    prime, label = None, model.walk_pitch if pitch is None else model.pitch_label(pitch)
+    prime, label, body = None, model.walk_pitch if pitch is None else model.pitch_label(pitch), None
     if seed_sound is not None:
         src = encode_sound(model, seed_sound, keep_frames=True)
         prime, label = src.latents, src.pitch
@@ -353,7 +354,8 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
             # learnt how notes go on, release included: a prime that ends in a release tail
             # makes the loop go on fading.
             frames = src.frames if src.frames is not None else spectral.analyze(src.samples, model.config)
-            prime = prime[spectral.active_span(frames).start : spectral.active_span(frames, top_db=BODY_DB).stop]
+            span = slice(spectral.active_span(frames).start, spectral.active_span(frames, top_db=BODY_DB).stop)
+            prime, body = prime[span], src.samples[span.start * hop : span.stop * hop]
     z = model.sample_prior(n_frames + n_blend, pitch=label, temperature=temperature, seed=seed, prime=prime)
     w = np.linspace(0.0, 1.0, n_blend, endpoint=False)[:, None] if n_blend > 1 else np.zeros((1, 1))
     looped = z[:n_frames].copy()
@@ -368,6 +370,8 @@ def loop(model, seed_sound=None, *, seconds=8.0, temperature=0.8, seed=0, pitch=
         from scipy.signal import resample
 
         y = resample(y, n_samples).astype(np.float32)  # FFT resampling assumes periodicity: seam kept
+    if body is not None and body.size:  # a seeded loop plays at its seed's level (its body's RMS)
+        y = audio.fit_full_scale(audio.match_rms(y, body), ceiling=PEAK_CEILING)
     shift, blend_flux = metrics.loop_start(y, model.config)
     y = np.roll(y, -shift * hop)  # frames and latents turn with it (exactly when hop divides the length)
     frames, looped = np.roll(frames, -shift, axis=0), np.roll(looped, -shift, axis=0)

@@ -34,21 +34,37 @@ def test_resampling_aligns_latent_sequences_end_to_end():
     ra, rb = ops.align([a, b])
     assert ra.shape == rb.shape == (25, 3)
     # the attack and the release stay at the ends: first and last frames are kept exactly
-    np.testing.assert_allclose(ra[0], a[0]) and np.testing.assert_allclose(ra[-1], a[-1])
+    np.testing.assert_allclose(ra[0], a[0])
+    np.testing.assert_allclose(ra[-1], a[-1])
     assert np.all(np.diff(ra[:, 0]) > 0)
 
 
 def test_mix_latents_linear_and_slerp():
     rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((2, 12, 4)).astype(np.float32)
-    np.testing.assert_allclose(ops.mix_latents([a, b], [1, 0]), a, atol=1e-6)
+    za, zb = rng.standard_normal((2, 12, 4)).astype(np.float32)
+    voiced = np.ones((12, 1), np.float32)
+    a = np.concatenate([za, np.full((12, 1), 48.0, np.float32), voiced], axis=1)  # contour: f0 (MIDI), voicing
+    b = np.concatenate([zb, np.linspace(60, 64, 12, dtype=np.float32)[:, None], voiced], axis=1)
+    np.testing.assert_allclose(ops.mix_latents([a, b], [1, 0]), a, atol=1e-5)
     np.testing.assert_allclose(ops.mix_latents([a, b], [0, 1], mode="slerp"), b, atol=1e-5)
-    np.testing.assert_allclose(ops.mix_latents([a, b], [2, 2]), (a + b) / 2, atol=1e-6)
+    half = ops.mix_latents([a, b], [2, 2])
+    np.testing.assert_allclose(half[:, :4], (za + zb) / 2, atol=1e-6)
+    # the contours blend in MIDI numbers (log-frequency): halfway between C3 and a glide C4-E4
+    np.testing.assert_allclose(half[:, 4], (48 + b[:, 4]) / 2, atol=1e-4)
+    # an unvoiced sound does not pull a voiced one's f0: only its voicing blends
+    quiet = a.copy()
+    quiet[:, 5] = 0.0
+    mixed = ops.mix_latents([quiet, b], [1, 1])
+    np.testing.assert_allclose(mixed[:, 4], b[:, 4], atol=1e-4)
+    np.testing.assert_allclose(mixed[:, 5], 0.5)
     # halfway between orthogonal sequences of equal norm, slerp keeps the norm; linear shrinks it by 1/sqrt(2)
-    ortho = np.stack([-a[:, 1], a[:, 0], -a[:, 3], a[:, 2]], axis=1)
-    norm = np.linalg.norm(a, axis=1)
-    np.testing.assert_allclose(np.linalg.norm(ops.mix_latents([a, ortho], [1, 1], mode="slerp"), axis=1), norm, rtol=1e-4)
-    np.testing.assert_allclose(np.linalg.norm(ops.mix_latents([a, ortho], [1, 1]), axis=1), norm / np.sqrt(2), rtol=1e-4)
+    ortho = a.copy()
+    ortho[:, :4] = np.stack([-za[:, 1], za[:, 0], -za[:, 3], za[:, 2]], axis=1)
+    norm = np.linalg.norm(za, axis=1)
+    np.testing.assert_allclose(np.linalg.norm(ops.mix_latents([a, ortho], [1, 1], mode="slerp")[:, :4], axis=1), norm,
+                               rtol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(ops.mix_latents([a, ortho], [1, 1])[:, :4], axis=1), norm / np.sqrt(2),
+                               rtol=1e-4)
     with pytest.raises(ConfigError, match="weight"):
         ops.mix_latents([a, b], [1, -1])
     with pytest.raises(ConfigError, match="mode"):
@@ -141,6 +157,17 @@ def test_a_loop_is_primed_with_its_seeds_body_not_its_release_tail(model, monkey
     assert ops.encode_sound(model, seed, pitch=57).frames is None
 
 
+@pytest.mark.parametrize("gain", [0.02, 0.6])
+def test_a_seeded_loop_plays_at_its_seeds_level(model, gain):
+    # a quiet seed (peak -34 dBFS) gives a quiet loop, a loud one a loud loop: each within
+    # 1 dB of the seed's level, whatever level the decoder drew at
+    seed = harmonic_tone(220, 1.0, amplitude=gain)
+    r = ops.loop(model, seed, seconds=1.0, seed=0)
+    rms = lambda x: 20 * np.log10(np.sqrt(np.mean(np.square(x, dtype=np.float64))))  # noqa: E731
+    assert abs(rms(r.samples) - rms(seed)) < 1.0, (rms(r.samples), rms(seed))
+    assert np.max(np.abs(r.samples)) <= 2.0
+
+
 def test_loop_without_a_seed_and_bad_lengths(model):
     r = ops.loop(model, None, seconds=0.5, seed=1)
     assert r.samples.shape == (SR // 2,) and not r.params["seeded"]
@@ -148,7 +175,7 @@ def test_loop_without_a_seed_and_bad_lengths(model):
     # the unpitched label the model never saw; asked for, it is still there
     counts = model.meta["training"]["pitch_counts"]
     assert "128" not in counts and sum(counts.values()) == model.meta["training"]["train_items"]
-    assert r.pitch == r.params["pitch"] == model.walk_pitch and str(r.pitch) in counts
+    assert r.pitch == r.params["pitch"] == ops.contour_label(r.latents) != 128  # the walk's own contour
     assert ops.loop(model, None, seconds=0.5, seed=1, pitch=128).pitch == 128
     with pytest.raises(ConfigError, match="loop length"):
         ops.loop(model, None, seconds=0.1)
@@ -159,5 +186,6 @@ def test_render_pitch_and_key_range(model):
     renders = ops.key_range(model, x, [57, 64], source_pitch=57)
     assert [r.pitch for r in renders] == [57, 64]
     assert not np.allclose(renders[0].frames, renders[1].frames)
-    same_latents = [r.latents for r in renders]
-    np.testing.assert_array_equal(same_latents[0], same_latents[1])  # one timbre, two pitches
+    (z0, z1), (f0, f1) = ([r.latents[:, :model.z_dim] for r in renders], [r.latents[:, -2] for r in renders])
+    np.testing.assert_array_equal(z0, z1)  # one timbre, two pitches: the contour moved by 7 semitones
+    np.testing.assert_allclose(f1 - f0, 7.0, atol=1e-4)
