@@ -73,7 +73,7 @@ def ws(tiny_bundle, tmp_path_factory):
         shutil.copytree(tiny_bundle, ws / how)
         _break_bundle(ws / how, how)
     write_wav(ws / "x.wav", harmonic_tone(220.0, seconds=1.0))
-    np.save(ws / "z.npy", np.zeros((20, 4), np.float32))
+    np.save(ws / "z.npy", np.zeros((20, 4 + 2), np.float32))  # the tiny model: z 4, f0, voicing
     (ws / "npy").mkdir()
     for name, (make, _) in ODD_NPY.items():
         make(ws / "npy" / f"{name}.npy")

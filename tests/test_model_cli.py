@@ -140,7 +140,7 @@ def test_train_killed_then_resumed(note_dataset, tmp_path):
     assert model.meta["training"]["seed"] == 5 and model.z_dim == 4
     assert model.meta["model"]["prior_sampled_inputs"] == 0.5 and model.prior.sampled_inputs == 0.5
     x = harmonic_tone(261.6, 0.5)
-    assert model.encode(x, pitch=60).shape == (spectral.n_frames(len(x), model.config), 4)
+    assert model.encode(x, pitch=60).shape == (spectral.n_frames(len(x), model.config), 4 + 2)
 
 
 def test_resume_with_nothing_to_resume(tmp_path):
@@ -231,9 +231,9 @@ def test_encode_writes_latents(model, tiny_bundle, wav, tmp_path):
     assert result.stderr == ""  # TensorFlow's start-up chatter included: errors must have stderr to themselves
     z = np.load(out)
     samples, _ = audio.load(wav, sample_rate=model.sample_rate)
-    assert z.dtype == np.float32 and z.shape == (spectral.n_frames(len(samples), model.config), model.z_dim)
+    assert z.dtype == np.float32 and z.shape == (spectral.n_frames(len(samples), model.config), model.latent_width)
     np.testing.assert_allclose(z, model.encode(samples, pitch=60), atol=1e-5)
-    assert f"{len(z)} frames x {model.z_dim} dims" in result.stdout and "pitch 60" in result.stdout
+    assert f"{len(z)} frames x {model.z_dim} latents + f0 and voicing" in result.stdout and "pitch 60" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "z.npy"]  # no temporary files left
 
 
@@ -284,11 +284,11 @@ def test_bad_model_path(command, wav, tmp_path):
 
 def test_decode_of_the_wrong_shape(model, tiny_bundle, tmp_path, capfd):
     src = tmp_path / "z.npy"
-    np.save(src, np.zeros((20, model.z_dim + 1), np.float32))
+    np.save(src, np.zeros((20, model.latent_width + 1), np.float32))
     out = tmp_path / "out" / "y.wav"
     out.parent.mkdir()
     result = run_main(capfd, "decode", src, "-o", out, "--model", tiny_bundle, "--pitch", "60")
-    assert_user_error(result, [src, f"[time, {model.z_dim}]", f"(20, {model.z_dim + 1})"], out.parent)
+    assert_user_error(result, [src, f"[time, {model.latent_width}]", f"(20, {model.latent_width + 1})"], out.parent)
 
 
 BAD_LATENTS = {  # kind -> (what is wrong, the message's words)
@@ -305,7 +305,7 @@ BAD_LATENTS = {  # kind -> (what is wrong, the message's words)
 def test_decode_of_bad_latents(model, tiny_bundle, tmp_path, capfd, kind):
     src = tmp_path / "z.npy"
     make, words = BAD_LATENTS[kind]
-    np.save(src, make(np.zeros((20, model.z_dim), np.float32)))
+    np.save(src, make(np.zeros((20, model.latent_width), np.float32)))
     out = tmp_path / "out" / "y.wav"
     out.parent.mkdir()
     result = run_main(capfd, "decode", src, "-o", out, "--model", tiny_bundle, "--pitch", "60")
@@ -322,14 +322,18 @@ def test_decode_of_a_file_that_is_not_npy(tiny_bundle, tmp_path, capfd, content)
     assert_user_error(result, [src, "not a .npy array"], out.parent)
 
 
-def test_decode_without_pitch(model, tiny_bundle, tmp_path, capfd):
+def test_decode_needs_no_pitch_a_latent_file_carries_its_contour(model, tiny_bundle, tmp_path, capfd):
+    z = model.encode(harmonic_tone(261.6, 1.0))
     src = tmp_path / "z.npy"
-    np.save(src, np.zeros((20, model.z_dim), np.float32))
-    out = tmp_path / "out" / "y.wav"
-    out.parent.mkdir()
-    for extra in ([], ["--pitch", "auto"]):
+    np.save(src, z)
+    for extra in ([], ["--pitch", "auto"], ["--pitch", "67"]):
+        out = tmp_path / "out" / f"y{len(extra)}{extra[-1] if extra else ''}.wav"
+        out.parent.mkdir(exist_ok=True)
         result = run_main(capfd, "decode", src, "-o", out, "--model", tiny_bundle, *extra)
-        assert_user_error(result, ["--pitch"], out.parent)
+        assert result.returncode == 0, result.stderr
+        y, _ = sf.read(str(out), dtype="float32")
+        expected = audio.normalize_audio(model.synthesize(z, pitch=67 if "67" in extra else None))
+        np.testing.assert_allclose(y, expected, atol=2e-3)  # what the library makes of the file, as written
 
 
 @pytest.mark.parametrize("pitch, words", [("x", ["--pitch", "'x'"]), ("200", ["pitch", "200"]), ("60.5", ["--pitch"])])
@@ -358,9 +362,9 @@ def test_encode_and_decode_refuse_to_overwrite(model, tiny_bundle, wav, tmp_path
     result = run_main(capfd, "encode", wav, "-o", z_out, "--model", tiny_bundle, "--pitch", "60")
     assert_user_error(result, [z_out, "already exists"], z_out.parent, before)
     src = tmp_path / "z.npy"
-    np.save(src, np.zeros((20, model.z_dim), np.float32))
+    np.save(src, np.zeros((20, model.latent_width), np.float32))
     result = run_main(capfd, "decode", src, "-o", y_out, "--model", tiny_bundle, "--pitch", "60")
     assert_user_error(result, [y_out, "already exists"], z_out.parent, before)
     # and --overwrite replaces them
     assert run_main(capfd, "encode", wav, "-o", z_out, "--model", tiny_bundle, "--pitch", "60", "--overwrite").returncode == 0
-    assert np.load(z_out).shape[1] == model.z_dim
+    assert np.load(z_out).shape[1] == model.latent_width

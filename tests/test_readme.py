@@ -48,7 +48,7 @@ def workdir(tmp_path_factory):
         write_wav(root / f"{name}.wav", render_gm(GMNote(program, pitch, 2.0), SR))
     write_wav(root / "my_sounds" / "hum_57.wav", harmonic_tone(220.0, 1.0))
     write_wav(root / "my_sounds" / "whistle.wav", harmonic_tone(880.0, 1.0))
-    np.save(root / "z.npy", np.zeros((60, 16), np.float32))
+    np.save(root / "z.npy", np.concatenate([np.zeros((60, 16)), np.tile([60.0, 1.0], (60, 1))], 1).astype(np.float32))
     (root / "demo").mkdir()
     (root / "demo" / "demo.toml").write_text((REPO / "demo" / "demo.toml").read_text())
     result = run_cli("dataset", "--soundfont", "--programs", "0,73", "--pitches", "48,60", "-o", root / "data",
