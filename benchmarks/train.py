@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import shutil
 import subprocess
 import sys
@@ -65,12 +65,14 @@ def make_folder(folder, sample_rate=44100, seed=0):
 
 
 def timed(cmd, **kwargs):
-    """Run a child process; returns (seconds, its peak RSS in MB)."""
+    """Run a child process; returns (seconds, its own peak RSS in MB, from ``wait4``)."""
     started = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, **kwargs)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return time.perf_counter() - started, (peak if peak > before else float("nan")) / 1024
+    child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, **kwargs)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, cmd)
+    return time.perf_counter() - started, usage.ru_maxrss / 1024
 
 
 def folder_benchmark(work):
