@@ -274,16 +274,18 @@ def done_items(outdir):
     return {k: (outdir / k).stat().st_mtime_ns for k, e in load_index(outdir).items() if e["status"] == "done"}
 
 
-def many_notes(tmp_path, tiny, n, seconds=1):
+def many_notes(tmp_path, tiny, n, seconds=1, iters=2):
     job = PITCH_JOB.replace("gm:0:60:1", f"gm:0:60:{seconds}")
-    return manifest(tmp_path / "many.toml", job.format(model=tiny, pitches=list(range(30, 30 + n)), out="p"))
+    return manifest(tmp_path / "many.toml", job.format(model=tiny, pitches=list(range(30, 30 + n)), out="p"),
+                    head=f'[defaults]\nmethod = "griffinlim"\niters = {iters}\n\n')
 
 
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
 def test_stopped_render_leaves_no_orphans_and_resumes(tiny_bundle, tmp_path, how):
-    # long enough that the stop lands mid-run: a loaded machine may see many notes done before it
+    # slow enough that the stop lands mid-run: with the tiny model a note can take milliseconds,
+    # and a stop that takes a few seconds to land would find the run finished
     n = 96
-    path, outdir = many_notes(tmp_path, tiny_bundle, n, seconds=3), tmp_path / "out"
+    path, outdir = many_notes(tmp_path, tiny_bundle, n, seconds=2, iters=48), tmp_path / "out"
     proc = start_render(path, outdir, "--workers", "2")
     wait_until(proc, lambda: done_items(outdir))
     family = descendants(proc.pid)
