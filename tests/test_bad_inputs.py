@@ -251,7 +251,15 @@ def start_render(manifest_path, outdir, *extra):
     env.pop("PYTHONWARNINGS", None)
     return subprocess.Popen([sys.executable, "-m", "specsynth.cli", "render", str(manifest_path), "-o", str(outdir),
                              *extra], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # its own process group, as a terminal's job
+                            start_new_session=True,  # its own process group, as a terminal's job
+                            preexec_fn=_as_from_a_terminal)
+
+
+def _as_from_a_terminal():
+    """Ctrl-C handled as a terminal's job has it, whatever this test process left ignored or blocked
+    (a child inherits both, and Python never handles a SIGINT it started with ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def wait_until(proc, check, timeout=240):
