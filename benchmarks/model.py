@@ -39,8 +39,8 @@ through plain LWS (phase method "lws"). 0 dB is as near as true magnitudes get.
   as its sounding part) against the encoded latents of those sounding parts, per column: mean
   difference in the encoded std (target <= 0.2) and variance ratio (target 0.8..1.2), the z
   columns and the contour's two apart (for scale, the same figures for the encoded latents of
-  training sounds, as many as there are held-out ones, against the held-out ones); loops (``ops.loop``, 4 s) seeded with a drone, vinyl
-  crackle and a drum loop: seam flux <= the median flux inside, not frozen (median flux inside >
+  training sounds, as many as there are held-out ones, against the held-out ones); loops
+  (``ops.loop``, 4 s) seeded with a drone, vinyl crackle and a drum loop: seam flux <= the median flux inside, not frozen (median flux inside >
   0.2 dB), level within 6 dB of the seed's RMS;
 * training time (and peak memory, where the bundle records it) from config.json, target <= 90 min.
 """
